@@ -1,0 +1,63 @@
+"""Turning a Flax Linen module into a model record."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+
+from fvjax.models.record import ModelRecord
+
+
+def record_from_linen(
+    name: str,
+    module: nn.Module,
+    variables: dict[str, Any],
+    *,
+    input_size: tuple[int, int],
+    layers: Sequence[str],
+    preprocess: Callable[[jax.Array], jax.Array],
+    input_range: str,
+    num_classes: int,
+    labels: Sequence[str] | None = None,
+) -> ModelRecord:
+  """Wraps a Linen module whose ``__call__(x) -> (logits, acts)`` into a record.
+
+  Conventions for fvjax Linen modules: ``__call__`` takes the *preprocessed*
+  input ``[B,H,W,3]``, runs in inference mode (batch norm uses running
+  averages, no dropout), and returns ``(logits, acts)`` where every key of
+  ``acts`` is the output of a top-level submodule of the same name, so the
+  surgery hook (:mod:`fvjax.models.surgery`) can replace it.
+
+  Args:
+    name: registry name.
+    module: the Linen module.
+    variables: its variables, a plain nested dict (``{"params": ...,
+      "batch_stats": ...}``); becomes ``record.params``.
+    input_size: ``(height, width)``.
+    layers: activation names in depth order, ending with ``"logits"``.
+    preprocess: ``[0,1]`` images to the network's input.
+    input_range: human-readable form of ``preprocess``.
+    num_classes: number of logits.
+    labels: class names.
+
+  Returns:
+    The model record.
+  """
+
+  def apply(params, images):
+    return module.apply(params, preprocess(images))
+
+  return ModelRecord(
+      name=name,
+      apply=apply,
+      params=variables,
+      input_size=tuple(input_size),
+      layers=tuple(layers),
+      preprocess=preprocess,
+      input_range=input_range,
+      num_classes=num_classes,
+      labels=None if labels is None else tuple(labels),
+      module=module,
+  )

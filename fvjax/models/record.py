@@ -1,0 +1,103 @@
+"""The model record: everything in fvjax takes one of these.
+
+A record bundles a pure ``apply(params, images) -> (logits, acts)`` with its
+parameters (a plain nested dict) and the metadata that feature visualization
+needs to be correct: the input size, the value range the network expects and
+the ordered names of the layers a user may visualize. ``images`` are always
+float arrays of shape ``(batch, height, width, 3)`` with values in ``[0, 1]``;
+each record owns the preprocessing from ``[0, 1]`` to what its network expects
+(the most common silent failure of FV libraries is getting that wrong, so it is
+done in one place and never by the caller).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+Params = Any  # a plain nested dict of arrays
+Acts = Mapping[str, jax.Array]
+ApplyFn = Callable[[Params, jax.Array], tuple[jax.Array, Acts]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecord:
+  """A trained (or random) network as fvjax sees it.
+
+  Attributes:
+    name: registry name, e.g. ``"efficientnet_lite0"``.
+    apply: pure function ``(params, images[B,H,W,3] in [0,1]) -> (logits[B,K],
+      acts)`` where ``acts`` maps every name in ``layers`` to its activation
+      (``[B,h,w,c]`` for convolutional layers, ``[B,c]`` for dense ones).
+    params: plain nested dict of arrays.
+    input_size: ``(height, width)`` the network was trained at.
+    layers: activation names in depth order; the last one is ``"logits"``.
+    preprocess: maps ``[0,1]`` images to the network's own input range.
+    input_range: human-readable statement of ``preprocess``, e.g.
+      ``"(x*255-127)/128"``.
+    num_classes: number of logits.
+    labels: class names indexed by logit, or ``None``.
+    module: the Flax Linen module behind ``apply`` when there is one (used by
+      the surgery hook); ``None`` for wrapped or non-Linen models.
+  """
+
+  name: str
+  apply: ApplyFn
+  params: Params
+  input_size: tuple[int, int]
+  layers: tuple[str, ...]
+  preprocess: Callable[[jax.Array], jax.Array]
+  input_range: str
+  num_classes: int
+  labels: tuple[str, ...] | None = None
+  module: Any = None
+
+  def check_layer(self, layer: str) -> str:
+    """Returns ``layer`` if the model has it, else raises a "did you mean" error."""
+    if layer not in self.layers:
+      raise KeyError(unknown_name_message("layer", layer, self.layers, where=f"model {self.name!r}"))
+    return layer
+
+  def replace(self, **changes) -> "ModelRecord":
+    """A new record with some fields changed (records are immutable)."""
+    return dataclasses.replace(self, **changes)
+
+
+def unknown_name_message(kind: str, name: str, known: Sequence[str], where: str = "") -> str:
+  """One sentence: what is unknown, a close match, and what exists."""
+  where = f" in {where}" if where else ""
+  close = difflib.get_close_matches(str(name), list(known), n=1)
+  hint = f" Did you mean {close[0]!r}?" if close else ""
+  return f"Unknown {kind} {name!r}{where}; known {kind}s are: {', '.join(known)}.{hint}"
+
+
+def check_images(record: ModelRecord, images: Any) -> np.ndarray:
+  """Validates a batch of images for ``record`` eagerly (outside jit).
+
+  Args:
+    record: the model.
+    images: array ``[B,H,W,3]`` with values in ``[0,1]``.
+
+  Returns:
+    ``images`` as a float32 numpy array.
+
+  Raises:
+    ValueError: one sentence saying what is wrong and what is accepted.
+  """
+  arr = np.asarray(images)
+  if arr.ndim != 4 or arr.shape[-1] != 3:
+    raise ValueError(
+        f"Images for {record.name} must have shape (batch, height, width, 3); got {arr.shape}.")
+  if not np.issubdtype(arr.dtype, np.floating):
+    raise ValueError(
+        f"Images for {record.name} must be floats in [0, 1] (got dtype {arr.dtype}); divide uint8 images by 255.")
+  lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+  if lo < -1e-3 or hi > 1 + 1e-3:
+    raise ValueError(
+        f"Images for {record.name} must have values in [0, 1] (got [{lo:.3g}, {hi:.3g}]); "
+        f"the model applies its own preprocessing {record.input_range}.")
+  return arr.astype(np.float32)
