@@ -1,0 +1,97 @@
+"""The surgery hook: replace the output of any named layer of a Linen model.
+
+Fooling constructions (:mod:`fvjax.fooling`) change what a layer outputs
+without touching the model's code: ``flax.linen.intercept_methods`` wraps every
+submodule call, and for the submodules named in ``edits`` the wrapper hands the
+original output to an edit function whose return value replaces it. Everything
+downstream (later layers, ``acts``, logits) sees the edited value.
+
+Edits are pure: :func:`edit_layers` returns a *new* record whose params are
+``{"base": old_params, "edits": edit_params}``; the old record is untouched.
+Edit constants therefore live in the params pytree (they can be checkpointed,
+sharded and differentiated like any weight).
+
+Example::
+
+  def add_one(p, inputs, out):       # p = edit params, inputs = layer's args
+    return out + p["delta"]
+  edited = edit_layers(model, {"block3": add_one}, {"block3": {"delta": 1.0}})
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+
+from fvjax.models.record import ModelRecord, unknown_name_message
+
+# (edit_params, layer_inputs: tuple, layer_output) -> new layer output
+EditFn = Callable[[Any, tuple, Any], Any]
+
+
+def module_names(record: ModelRecord) -> tuple[str, ...]:
+  """Every submodule path of a Linen record, ``"/"``-joined (e.g. ``block3/bn1``)."""
+  if record.module is None:
+    return ()
+  found = []
+
+  def collect(tree, prefix):
+    for k, v in tree.items():
+      if isinstance(v, Mapping):
+        path = f"{prefix}/{k}" if prefix else k
+        found.append(path)
+        collect(v, path)
+
+  collect(record.params.get("params", {}), "")
+  return tuple(dict.fromkeys(found))
+
+
+def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
+                edit_params: Mapping[str, Any] | None = None, name: str | None = None) -> ModelRecord:
+  """A new record whose named submodules' outputs pass through edit functions.
+
+  Args:
+    record: a record built from a Linen module (``record.module`` set), or one
+      already returned by this function (edits nest).
+    edits: submodule path (a layer name such as ``"block3"`` or a nested path
+      such as ``"block3/depthwise_conv"``) -> ``fn(p, inputs, output)``.
+    edit_params: path -> the pytree ``p`` handed to that path's edit function.
+    name: the new record's name (default: the old one plus ``"+edited"``).
+
+  Returns:
+    The edited record; ``params = {"base": record.params, "edits": edit_params}``.
+
+  Raises:
+    KeyError: a path that is not a submodule (lists the layers, "did you mean").
+    ValueError: the record has no Linen module to intercept.
+  """
+  if record.module is None:
+    raise ValueError(
+        f"Model {record.name!r} has no Flax Linen module, so its layers cannot be "
+        "intercepted; accepted: records from fvjax.models.load or record_from_linen.")
+  known = module_names(record) or record.layers
+  for path in edits:
+    if path not in known and path not in record.layers:
+      raise KeyError(unknown_name_message("layer", path, record.layers, where=f"model {record.name!r}"))
+  edit_params = dict(edit_params or {})
+  base_apply = record.apply
+
+  def apply(params, images):
+    def interceptor(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if context.method_name != "__call__":
+        return out
+      path = "/".join(context.module.path)
+      if path in edits:
+        return edits[path](params["edits"].get(path), args, out)
+      return out
+
+    with nn.intercept_methods(interceptor):
+      return base_apply(params["base"], images)
+
+  return record.replace(
+      name=name or f"{record.name}+edited",
+      apply=apply,
+      params={"base": record.params, "edits": edit_params},
+  )

@@ -1,0 +1,1 @@
+"""absl entry points, one per experiment: ``python -m launch.<name> --flagfile=...``."""

@@ -1,0 +1,28 @@
+r"""Prints the top-5 ImageNet labels of the embedded natural photos (or of files).
+
+A first check that a model is loaded and preprocessed correctly:
+scikit-image's chelsea must come out as a cat (281-285), coffee as espresso (967).
+
+  python -m launch.classify
+  python -m launch.classify --model=resnet50 --weights=/path/resnet50.pth --images=a.jpg,b.jpg
+"""
+
+from absl import app
+from absl import flags
+
+from fvjax import classify as classify_lib
+
+_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name (see fvjax.models.names()).")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
+_IMAGES = flags.DEFINE_list("images", [], "Image files to classify; default: the embedded sample photos.")
+_TOP = flags.DEFINE_integer("top", 5, "How many labels to print per image.")
+
+
+def main(argv):
+  del argv
+  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
+  print(classify_lib.report(_MODEL.value, _IMAGES.value or None, top=_TOP.value, **options))
+
+
+if __name__ == "__main__":
+  app.run(main)
