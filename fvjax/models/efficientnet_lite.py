@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax.models import activations
 from fvjax.models import labels as labels_lib
 from fvjax.models.linen import record_from_linen
 from fvjax.models.record import ModelRecord
@@ -127,9 +128,9 @@ class MBConv(nn.Module):
     x = inputs
     if self.expand != 1:
       x = nn.Conv(self.in_ch * self.expand, (1, 1), use_bias=False, name="expand_conv")(x)
-      x = nn.relu6(_bn("bn0")(x))
+      x = activations.relu6(_bn("bn0")(x))
     x = DepthwiseConv(self.kernel, self.stride, self.depthwise_impl, name="depthwise_conv")(x)
-    x = nn.relu6(_bn("bn1")(x))
+    x = activations.relu6(_bn("bn1")(x))
     x = nn.Conv(self.out_ch, (1, 1), use_bias=False, name="project_conv")(x)
     x = _bn("bn2")(x)
     if self.stride == 1 and self.in_ch == self.out_ch:
@@ -161,7 +162,7 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = nn.Conv(STEM_CHANNELS, (3, 3), (2, 2), padding="SAME", use_bias=False, name="conv")(x)
-    return nn.relu6(_bn("bn")(x))
+    return activations.relu6(_bn("bn")(x))
 
 
 class Head(nn.Module):
@@ -170,7 +171,7 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = nn.Conv(HEAD_CHANNELS, (1, 1), use_bias=False, name="conv")(x)
-    return nn.relu6(_bn("bn")(x))
+    return activations.relu6(_bn("bn")(x))
 
 
 def layer_names(stages=LITE0_STAGES) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""One function per experiment; the launch scripts and the notebooks call these."""

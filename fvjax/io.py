@@ -1,0 +1,64 @@
+"""Result files written atomically: a temporary name in the same folder, then
+``os.replace``, so a killed run never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+  """Yields a temporary path next to ``path``; renames it to ``path`` on success."""
+  path = os.fspath(path)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  base, ext = os.path.splitext(os.path.basename(path))
+  fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=os.path.dirname(os.path.abspath(path)))
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.ndarray, np.generic)) or hasattr(x, "__array__"):
+    arr = np.asarray(x)
+    return arr.tolist() if arr.ndim else arr.item()
+  return x
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Writes ``obj`` (numpy arrays allowed) as indented JSON, atomically."""
+  with atomic_path(path) as tmp:
+    with open(tmp, "w") as f:
+      json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
+      f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """``[H,W,3]`` floats in ``[0,1]`` to uint8."""
+  return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+  """Writes one ``[H,W,3]`` image in ``[0,1]`` as PNG, atomically."""
+  with atomic_path(path) as tmp:
+    Image.fromarray(to_uint8(image)).save(tmp, format="PNG")

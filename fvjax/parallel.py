@@ -1,0 +1,55 @@
+"""Data parallelism over a 1-D device mesh.
+
+fvjax shards the *batch* of images being optimised (or classified) across
+devices and replicates the model's params; ``jax.jit`` then partitions every
+op by the batch axis. (pmap is in maintenance mode in current JAX and built on
+shard_map; jit with NamedSharding is the recommended path.) On CPU, test it
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+AXIS = "data"
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices)."""
+  devices = list(jax.devices() if devices is None else devices)
+  return jax.make_mesh((len(devices),), (AXIS,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def round_up(n: int, multiple: int) -> int:
+  """Smallest multiple of ``multiple`` that is >= ``n``."""
+  return -(-n // multiple) * multiple
+
+
+def batch_sharding(mesh: jax.sharding.Mesh, ndim: int, axis: int = 0) -> NamedSharding:
+  spec = [None] * ndim
+  spec[axis] = AXIS
+  return NamedSharding(mesh, P(*spec))
+
+
+def shard_batch(tree: Any, mesh: jax.sharding.Mesh, axis: int = 0) -> Any:
+  """Places every array whose ``axis`` divides by the mesh size sharded along it;
+  the rest (scalars such as Adam's step count) is replicated."""
+
+  def place(x):
+    x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    if x.ndim > axis and x.shape[axis] % mesh.size == 0:
+      return jax.device_put(x, batch_sharding(mesh, x.ndim, axis))
+    return jax.device_put(x, NamedSharding(mesh, P()))
+
+  return jax.tree_util.tree_map(place, tree)
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Places a pytree on every device of the mesh (e.g. model params)."""
+  return jax.device_put(tree, NamedSharding(mesh, P()))

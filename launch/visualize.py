@@ -1,0 +1,51 @@
+r"""Feature visualizations of units of one layer, rendered as one batch.
+
+  python -m launch.visualize --model=efficientnet_lite0 --layer=logits \
+      --units=281,967 --steps=512 --workdir=/tmp/fv
+
+Writes unit_<u>.png, grid.png and metrics.json (objective value per threshold,
+largest value over the embedded natural images) into --workdir.
+"""
+
+from absl import app
+from absl import flags
+import jax
+
+from fvjax import models
+from fvjax.experiments import visualize
+
+_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
+_LAYER = flags.DEFINE_string("layer", "logits", "Layer whose units to visualize.")
+_UNITS = flags.DEFINE_list("units", ["281", "967"], "Unit indices (or a range a-b).")
+_STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps (Lucid: 512).")
+_THRESHOLDS = flags.DEFINE_list("thresholds", [], "Extra step counts to record (default: only --steps).")
+_SIZE = flags.DEFINE_integer("size", None, "Image side in pixels (default: the model's input size).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_REDIRECT = flags.DEFINE_integer("redirected_relu_steps", 0, "Steps with Lucid's redirected ReLU (Lucid: 16).")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/visualize", "Output folder.")
+
+
+def parse_units(items):
+  units = []
+  for item in items:
+    lo, _, hi = item.partition("-")
+    units += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+  return units
+
+
+def main(argv):
+  del argv
+  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
+  model = models.load(_MODEL.value, **options)
+  thresholds = sorted({*map(int, _THRESHOLDS.value), _STEPS.value})
+  metrics = visualize.run(model, _LAYER.value, parse_units(_UNITS.value), _WORKDIR.value,
+                          key=jax.random.PRNGKey(_SEED.value), thresholds=thresholds, size=_SIZE.value,
+                          redirected_relu_steps=_REDIRECT.value)
+  for u, m in metrics["units"].items():
+    print(f"{_LAYER.value}:{u}  fv={m['value_at_threshold'][str(_STEPS.value)]:.3f}  natural max={m['natural_max']:.3f}")
+  print(f"wrote {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real embedded model is built once per test session."""
+
+import functools
+
+import numpy as np
+import pytest
+
+
+@functools.cache
+def _lite0():
+  from fvjax import models  # pylint: disable=g-import-not-at-top
+  return models.load("efficientnet_lite0")
+
+
+@functools.cache
+def _photos(size):
+  from fvjax import data  # pylint: disable=g-import-not-at-top
+  return data.sample_photos(size)
+
+
+@pytest.fixture(scope="session")
+def lite0():
+  """The embedded EfficientNet-Lite0 record with ImageNet weights."""
+  return _lite0()
+
+
+@pytest.fixture(scope="session")
+def photos():
+  """The embedded natural photos at 224 px: (images, names)."""
+  return _photos(224)
+
+
+@pytest.fixture
+def rng():
+  return np.random.default_rng(0)
