@@ -1,0 +1,77 @@
+"""Path similarity: Spearman against scipy, and known answers on synthetic data."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from fvjax import similarity
+
+
+@pytest.mark.parametrize("measure, ref", [
+    ("spearman", lambda x, y: scipy.stats.spearmanr(x, y).statistic),
+    ("pearson", lambda x, y: scipy.stats.pearsonr(x, y).statistic),
+    ("cosine", lambda x, y: x @ y / np.linalg.norm(x) / np.linalg.norm(y)),
+])
+def test_matrix_matches_reference_with_ties(rng, measure, ref):
+  a = rng.normal(size=(5, 40))
+  b = rng.normal(size=(3, 40))
+  a[:, :15] = 0.0  # ReLU-like ties
+  b[:, 5:25] = 0.0
+  got = np.asarray(similarity.similarity_matrix(a, b, measure))
+  want = np.array([[ref(x, y) for y in b] for x in a])
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_rank_is_average_rank(rng):
+  x = np.array([[3.0, 1.0, 1.0, 2.0, 1.0]])
+  np.testing.assert_allclose(np.asarray(similarity.rank(x)), scipy.stats.rankdata(x[0])[None] - 1)
+
+
+def _classes(rng, num_classes=6, per_class=5, dim=64, noise=0.3):
+  centres = rng.normal(size=(num_classes, dim))
+  labels = np.repeat(np.arange(num_classes), per_class)
+  natural = centres[labels] + noise * rng.normal(size=(len(labels), dim))
+  return centres, labels, natural
+
+
+def _summary(fv, natural, labels):
+  per_class = similarity.class_similarities(fv, natural, labels)
+  return similarity.summarise(per_class, num_bootstrap=200)
+
+
+def test_same_class_like_visualizations_score_one(rng):
+  centres, labels, natural = _classes(rng)
+  fv = centres + 0.3 * rng.normal(size=centres.shape)  # one more natural-like image per class
+  s = _summary(fv, natural, labels)
+  assert s["normalized"] == pytest.approx(1.0, abs=0.15)
+  assert s["normalized_ci"][0] <= s["normalized"] <= s["normalized_ci"][1]
+
+
+def test_other_class_like_visualizations_score_zero(rng):
+  centres, labels, natural = _classes(rng)
+  fv = np.roll(centres, 1, axis=0) + 0.3 * rng.normal(size=centres.shape)  # looks like the next class
+  s = _summary(fv, natural, labels)
+  assert s["normalized"] == pytest.approx(0.0, abs=0.15)
+
+
+def test_identical_activations_score_one(rng):
+  centres, labels, _ = _classes(rng, noise=0.0)
+  natural = centres[labels]
+  per_class = similarity.class_similarities(centres, natural, labels)
+  np.testing.assert_allclose(per_class.fv, 1.0, atol=1e-5)
+  np.testing.assert_allclose(per_class.same, 1.0, atol=1e-5)
+  s = similarity.summarise(per_class, num_bootstrap=50)
+  assert s["s_fv"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_layerwise_and_reductions(rng):
+  labels = np.repeat(np.arange(3), 4)
+  natural = {"conv": rng.normal(size=(12, 4, 4, 8)), "logits": rng.normal(size=(12, 10))}
+  fv = {"conv": rng.normal(size=(3, 4, 4, 8)), "logits": rng.normal(size=(3, 10))}
+  for reduction in similarity.REDUCTIONS:
+    out = similarity.layerwise(fv, natural, labels, ["conv", "logits"], reduction=reduction, num_bootstrap=20)
+    assert set(out) == {"conv", "logits"} and np.isfinite(out["conv"]["s_fv"])
+  with pytest.raises(ValueError, match="accepted: flatten, channel_mean"):
+    similarity.features(natural["conv"], "mean")
+  with pytest.raises(ValueError, match="accepted: spearman, pearson, cosine"):
+    similarity.prepare(natural["logits"], "kendall")
