@@ -43,7 +43,10 @@ def module_names(record: ModelRecord) -> tuple[str, ...]:
         found.append(path)
         collect(v, path)
 
-  collect(record.params.get("params", {}), "")
+  params = record.params
+  while "base" in params and "edits" in params:  # an already-edited record
+    params = params["base"]
+  collect(params.get("params", {}), "")
   return tuple(dict.fromkeys(found))
 
 
