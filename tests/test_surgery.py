@@ -49,7 +49,7 @@ def test_nested_submodule_and_stacked_edits(lite0, photos):
   l0 = jax.jit(lite0.apply)(lite0.params, x)[0]
   l2 = jax.jit(twice.apply)(twice.params, x)[0]
   np.testing.assert_allclose(np.asarray(l2), np.asarray(l0) + 100.0, atol=1e-3)
-  g = jax.grad(lambda im: twice.apply(twice.params, im)[0][0, 5])(jnp.asarray(x))
+  g = jax.jit(jax.grad(lambda im: twice.apply(twice.params, im)[0][0, 5]))(jnp.asarray(x))
   assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).max() > 0
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from fvjax import parallel
 from fvjax.models import activations
-from fvjax.models.record import ModelRecord, unknown_name_message
+from fvjax.models.record import ModelRecord
 from fvjax.optvis import objectives as objectives_lib
 from fvjax.optvis import param as param_lib
 from fvjax.optvis import transforms as transforms_lib
