@@ -1,0 +1,164 @@
+"""torchvision's ResNet-50 (v1.5: stride in the 3x3 conv) in Flax Linen.
+
+Weights: torchvision's ``resnet50-*.pth`` or timm's ``model.safetensors`` (timm
+uses the same key names). Input: ImageNet mean/std normalisation. Batch norm
+eps 1e-5; explicit symmetric paddings as in PyTorch (not TF "SAME").
+
+Layers: conv1 (after batch norm and ReLU), layer1_0 ... layer4_2 (the output
+of each bottleneck block), logits. Inner modules are addressable by path for
+the surgery hook, e.g. ``"layer4_0/conv2"``: the 3x3 convolution of the first
+block of stage 4, the layer of the paper's silent-units experiment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fvjax.models import activations
+from fvjax.models import labels as labels_lib
+from fvjax.models.linen import record_from_linen
+from fvjax.models.record import ModelRecord
+
+INPUT_SIZE = (224, 224)
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+INPUT_RANGE = "(x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]"
+STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, stride)
+BN_EPS = 1e-5
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+  return (images - MEAN) / STD
+
+
+def _bn(name):
+  return nn.BatchNorm(use_running_average=True, epsilon=BN_EPS, name=name)
+
+
+def _conv(features, kernel, stride, pad, name):
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
+                 use_bias=False, name=name)
+
+
+class Stem(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return activations.relu(_bn("bn1")(_conv(64, 7, 2, 3, "conv1")(x)))
+
+
+class Bottleneck(nn.Module):
+  width: int
+  stride: int
+  downsample: bool
+
+  @nn.compact
+  def __call__(self, x):
+    y = activations.relu(_bn("bn1")(_conv(self.width, 1, 1, 0, "conv1")(x)))
+    y = activations.relu(_bn("bn2")(_conv(self.width, 3, self.stride, 1, "conv2")(y)))
+    y = _bn("bn3")(_conv(self.width * 4, 1, 1, 0, "conv3")(y))
+    if self.downsample:
+      x = _bn("downsample_bn")(_conv(self.width * 4, 1, self.stride, 0, "downsample_conv")(x))
+    return activations.relu(x + y)
+
+
+class ResNet50(nn.Module):
+  """``__call__(x) -> (logits [B,1000], acts)``; x is mean/std-normalised."""
+
+  num_classes: int = 1000
+
+  @nn.compact
+  def __call__(self, x):
+    acts = {}
+    x = acts["conv1"] = Stem(name="conv1")(x)
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    for s, (width, blocks, stride) in enumerate(STAGES, start=1):
+      for b in range(blocks):
+        name = f"layer{s}_{b}"
+        x = acts[name] = Bottleneck(width, stride if b == 0 else 1, b == 0, name=name)(x)
+    logits = acts["logits"] = nn.Dense(self.num_classes, name="logits")(x.mean(axis=(1, 2)))
+    return logits, acts
+
+
+LAYERS = ("conv1", *(f"layer{s}_{b}" for s, (_, n, _) in enumerate(STAGES, start=1) for b in range(n)), "logits")
+
+
+def _mapping() -> dict[tuple[str, ...], tuple[str, str]]:
+  """Flax path -> (torch prefix, kind) with kind in conv/bn/dense."""
+  m = {("conv1", "conv1"): ("conv1", "conv"), ("conv1", "bn1"): ("bn1", "bn"), ("logits",): ("fc", "dense")}
+  for s, (_, blocks, _) in enumerate(STAGES, start=1):
+    for b in range(blocks):
+      f, t = f"layer{s}_{b}", f"layer{s}.{b}"
+      for i in (1, 2, 3):
+        m[(f, f"conv{i}")] = (f"{t}.conv{i}", "conv")
+        m[(f, f"bn{i}")] = (f"{t}.bn{i}", "bn")
+      if b == 0:
+        m[(f, "downsample_conv")] = (f"{t}.downsample.0", "conv")
+        m[(f, "downsample_bn")] = (f"{t}.downsample.1", "bn")
+  return m
+
+
+_KINDS = {
+    "conv": {("params", "kernel"): "weight"},
+    "dense": {("params", "kernel"): "weight", ("params", "bias"): "bias"},
+    "bn": {("params", "scale"): "weight", ("params", "bias"): "bias",
+           ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"},
+}
+
+
+def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[str, Any]:
+  """torchvision/timm ResNet-50 state dict -> Flax variables shaped like ``like``.
+
+  Raises:
+    ValueError: the first missing key or wrong shape, in one sentence.
+  """
+  out: dict[str, Any] = {"params": {}, "batch_stats": {}}
+  for path, (prefix, kind) in _mapping().items():
+    for (collection, leaf), torch_name in _KINDS[kind].items():
+      key = f"{prefix}.{torch_name}"
+      if key not in sd:
+        raise ValueError(f"Not a torchvision/timm ResNet-50 state dict: key {key!r} is missing.")
+      value = np.asarray(sd[key], np.float32)
+      if leaf == "kernel":
+        value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
+      target = like[collection]
+      for p in path:
+        target = target[p]
+      if value.shape != tuple(np.shape(target[leaf])):
+        raise ValueError(f"Key {key!r} has shape {np.shape(sd[key])}, which does not fit ResNet-50 "
+                         f"(expected one that converts to {tuple(np.shape(target[leaf]))}).")
+      node = out[collection]
+      for p in path:
+        node = node.setdefault(p, {})
+      node[leaf] = value
+  return out
+
+
+def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelRecord:
+  """The ResNet-50 record: random init from ``key``, or weights from a file.
+
+  Raises:
+    FileNotFoundError: ``weights`` does not exist (says where the file comes from).
+  """
+  module = ResNet50()
+  init = jax.jit(module.init)(jax.random.PRNGKey(0) if key is None else key, jnp.zeros((1, *INPUT_SIZE, 3)))
+  variables = jax.tree_util.tree_map(np.asarray, _plain(init))
+  if weights is not None:
+    from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+    if not os.path.isfile(weights):
+      raise FileNotFoundError(
+          f"No ResNet-50 weights at {weights!r}; pass the path of torchvision's resnet50-*.pth "
+          "(torchvision.models.ResNet50_Weights) or timm's resnet50 model.safetensors as weights=...")
+    variables = convert_state_dict(weights_lib.read_weights(weights), variables)
+  return record_from_linen("resnet50", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
+                           preprocess=preprocess, input_range=INPUT_RANGE, num_classes=1000,
+                           labels=labels_lib.imagenet())
+
+
+def _plain(tree):
+  return {k: _plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
