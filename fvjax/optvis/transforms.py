@@ -28,12 +28,17 @@ Transform = Callable[[jax.Array, jax.Array], jax.Array]
 PAD_VALUE = 0.5
 
 
+def image_keys(key: jax.Array, n: int) -> jax.Array:
+  """``n`` keys, key i = fold_in(key, i): image i's randomness does not depend on
+  the batch size (so padding a batch for sharding changes no image)."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
 def _per_image(fn):
   """Lifts ``fn(key, image [H,W,3])`` to a batch with one key per image."""
 
   def apply(key, images):
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(fn)(keys, images)
+    return jax.vmap(fn)(image_keys(key, images.shape[0]), images)
 
   return apply
 
