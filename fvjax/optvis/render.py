@@ -19,7 +19,7 @@ counts agree closely but not bit for bit.)
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -155,72 +155,95 @@ def render(
   obj, units_batch = make_objective(model, objective_or_units, layer, multiple=mesh.size)
   batch = units_batch or batch or 1
   size = model.input_size if size is None else ((size, size) if isinstance(size, int) else tuple(size))
-  param = param or param_lib.image()
-  transforms = transforms_lib.standard_transforms() if transforms is None else transforms
-  optimizer = optimizer or optax.adam(LUCID_LEARNING_RATE)
+  param = param or DEFAULT_PARAM
+  transforms = DEFAULT_TRANSFORMS if transforms is None else transforms
+  optimizer = optimizer or DEFAULT_OPTIMIZER
 
   # The batch is padded to a multiple of the device count; padded images are
-  # dropped at the end.
+  # dropped at the end. One init key per image, so image i is the same
+  # whatever the padding.
   padded = parallel.round_up(batch, mesh.size)
   init_key, loop_key = jax.random.split(key)
-  # One init key per image, so image i is the same whatever the padding.
   params = jax.vmap(lambda k: param.init(k, 1, size))(transforms_lib.image_keys(init_key, padded))
   params = jax.tree_util.tree_map(lambda a: a.reshape(padded, *a.shape[2:]), params)
-  state = _State(params, optimizer.init(params))
-  state = parallel.shard_batch(state, mesh)
+  state = parallel.shard_batch(_State(params, optimizer.init(params)), mesh)
   model_params = parallel.replicate(model.params, mesh)
-
-  def values_of(model_params, images):
-    logits, acts = model.apply(model_params, images)
-    return obj(dict(acts, logits=logits), images)
-
-  def step(carry, i, model_params, redirect):
-    state, history = carry
-    k = jax.random.fold_in(loop_key, i)
-
-    def loss(p):
-      images = param.to_rgb(p)
-      with activations.redirected_relu(redirect):
-        v = values_of(model_params, transforms(k, images))
-      return -jnp.sum(v), v
-
-    grads, v = jax.grad(loss, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    state = _State(optax.apply_updates(state.params, updates), opt_state)
-    history = jax.lax.dynamic_update_index_in_dim(history, v, i, 0)
-    return state, history
+  obj_data = parallel.shard_batch(obj.data, mesh)
+  run, snapshot = _compiled(model.apply, obj.fn, param, transforms, optimizer, redirected_relu_steps > 0, chunk)
 
   total = thresholds[-1]
-
-  @jax.jit
-  def run(state, history, model_params, start, stop, redirect_until):
-    # model_params is an argument, not a closure: closed-over arrays would be
-    # baked into the executable as constants.
-    def body(i, carry):
-      if not redirected_relu_steps:  # trace one model, not two
-        return step(carry, i, model_params, False)
-      return jax.lax.cond(i < redirect_until, lambda c: step(c, i, model_params, True),
-                          lambda c: step(c, i, model_params, False), carry)
-    return jax.lax.fori_loop(start, stop, body, (state, history))
-
-  @jax.jit
-  def snapshot(state, model_params):
-    images = param.to_rgb(state.params)
-    return images, values_of(model_params, images)
-
-  history = parallel.shard_batch(jnp.zeros((total, padded), jnp.float32), mesh, axis=1)
-  redirect_until = jnp.int32(redirected_relu_steps)
-  shots, vals = [], []
+  history, shots, vals = [], [], []
   bar = tqdm(total=total, desc=f"render {model.name} x{batch}", disable=not progress, leave=False)
   done = 0
   for t in thresholds:
     while done < t:
-      stop = min(t, done + chunk)
-      state, history = run(state, history, model_params, jnp.int32(done), jnp.int32(stop), redirect_until)
-      bar.update(stop - done)
-      done = stop
-    images, v = snapshot(state, model_params)
+      n = min(t - done, chunk)
+      state, values = run(state, model_params, obj_data, loop_key, jnp.int32(done), jnp.int32(n),
+                          jnp.int32(redirected_relu_steps))
+      history.append(np.asarray(values)[:n, :batch])
+      bar.update(n)
+      done += n
+    images, v = snapshot(state, model_params, obj_data)
     shots.append(np.asarray(images)[:batch])
     vals.append(np.asarray(v)[:batch])
   bar.close()
-  return RenderResult(np.stack(shots), thresholds, np.stack(vals), np.asarray(history)[:, :batch])
+  return RenderResult(np.stack(shots), thresholds, np.stack(vals), np.concatenate(history))
+
+
+DEFAULT_PARAM = param_lib.image()
+DEFAULT_TRANSFORMS = transforms_lib.standard_transforms()
+DEFAULT_OPTIMIZER = optax.adam(LUCID_LEARNING_RATE)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool, chunk: int):
+  """The jitted ``run`` (up to ``chunk`` steps) and ``snapshot`` for one setting.
+
+  Cached on the functions that define the computation (all hashable by
+  identity), so rendering another list of units, or more steps, reuses the
+  compiled code. Everything that varies between calls (params, units, keys,
+  step counts) is an argument, never a closure: closed-over arrays would be
+  baked into the executable as constants.
+  """
+
+  def values_of(model_params, obj_data, images):
+    logits, acts = apply(model_params, images)
+    return objective_fn(dict(acts, logits=logits), images, obj_data)
+
+  def step(state, i, model_params, obj_data, key, use_redirect):
+    k = jax.random.fold_in(key, i)
+
+    def loss(p):
+      images = param.to_rgb(p)
+      with activations.redirected_relu(use_redirect):
+        v = values_of(model_params, obj_data, transforms(k, images))
+      return -jnp.sum(v), v
+
+    grads, v = jax.grad(loss, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return _State(optax.apply_updates(state.params, updates), opt_state), v
+
+  @jax.jit
+  def run(state, model_params, obj_data, key, start, n, redirect_until):
+    batch = jax.tree_util.tree_leaves(state.params)[0].shape[0]
+
+    def body(j, carry):
+      state, values = carry
+      i = start + j
+      if redirect:  # trace the model twice only when the warm-up is asked for
+        state, v = jax.lax.cond(i < redirect_until,
+                                lambda s: step(s, i, model_params, obj_data, key, True),
+                                lambda s: step(s, i, model_params, obj_data, key, False), state)
+      else:
+        state, v = step(state, i, model_params, obj_data, key, False)
+      return state, values.at[j].set(v)
+
+    values = jnp.zeros((chunk, batch), jnp.float32)
+    return jax.lax.fori_loop(0, n, body, (state, values))
+
+  @jax.jit
+  def snapshot(state, model_params, obj_data):
+    images = param.to_rgb(state.params)
+    return images, values_of(model_params, obj_data, images)
+
+  return run, snapshot
