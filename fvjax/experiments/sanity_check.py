@@ -1,0 +1,242 @@
+"""The sanity check of paper section 3: are visualizations processed like natural images?
+
+For every class unit of the last layer: render its visualization FV_c, take
+natural images N_c of that class, and at every layer compare (with
+:mod:`fvjax.similarity`) FV_c with N_c (S_fv), N_c with itself (S_same) and
+N_c with images of other classes (S_diff).
+
+Memory stays bounded: classes are visited in a fixed random order; for class c
+only its own images and those of the ``num_other`` classes before it (the
+"other class" images of S_diff) are held, as per-layer feature rows already
+rank-transformed and normalised on device, so one matrix product gives every
+similarity. Work is resumable: visualizations are saved chunk by chunk and
+per-class similarities after every class, atomically, into the workdir.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from fvjax import data
+from fvjax import io
+from fvjax import plots
+from fvjax import similarity
+from fvjax.models.record import ModelRecord
+from fvjax.optvis import render as render_lib
+
+
+class ClassImages(NamedTuple):
+  """Natural images by class: ``classes[i]`` is a logit index; ``load(i)`` gives
+  that class's images ``[n,H,W,3]`` in ``[0,1]``; ``names[i]`` a label."""
+
+  classes: tuple[int, ...]
+  load: Callable[[int], np.ndarray]
+  names: tuple[str, ...]
+
+
+def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 8,
+                     max_classes: int | None = None) -> ClassImages:
+  """The shipped photos grouped by the model's own top-1 class, plus crops.
+
+  Each photo joins the class the model assigns it; random resized crops,
+  flips and colour jitter of it serve as further images of that class (one
+  photo per class ships, and S_same needs at least two).
+  """
+  size = model.input_size[0]
+  photos, names = data.sample_photos(size)
+  logits = np.concatenate([np.asarray(jax.jit(model.apply)(model.params, photos[i:i + 8])[0])
+                           for i in range(0, len(photos), 8)])
+  top1 = logits.argmax(-1)
+  groups = collections.OrderedDict()
+  for i, c in enumerate(top1):
+    groups.setdefault(int(c), []).append(i)
+  classes = tuple(groups)[:max_classes]
+  crops = np.asarray(data.augmented_crops(key, photos, crops_per_photo, size))
+
+  def load(i):
+    idx = groups[classes[i]]
+    per = [np.concatenate([photos[j:j + 1], crops[j * crops_per_photo:(j + 1) * crops_per_photo]]) for j in idx]
+    return np.concatenate(per)
+
+  label = (lambda c: model.labels[c]) if model.labels else str
+  names = tuple(f"{label(c)} ({', '.join(names[j] for j in groups[c])})" for c in classes)
+  return ClassImages(classes, load, names)
+
+
+def folder_classes(root: str, size: int, per_class: int = 50, num_classes: int | None = None,
+                   label_offset: int = 0) -> ClassImages:
+  """An ImageNet-layout folder: subfolder k (sorted) is logit ``k + label_offset``
+  (InceptionV1's 1008 logits start with a dummy class: offset 1)."""
+  paths, labels, class_names = data.image_folder(root, per_class=per_class)
+  by_class = collections.defaultdict(list)
+  for p, l in zip(paths, labels):
+    by_class[int(l)].append(p)
+  keep = sorted(by_class)[:num_classes]
+  return ClassImages(tuple(k + label_offset for k in keep),
+                     lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]),
+                     tuple(class_names[k] for k in keep))
+
+
+def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reduction: str):
+  """A jitted ``images -> {layer: prepared rows [B, D]}`` (rank/centre/normalise on device)."""
+
+  @jax.jit
+  def fn(params, images):
+    logits, acts = model.apply(params, images)
+    acts = dict(acts, logits=logits)
+    return {l: similarity.prepare(similarity.features(acts[l], reduction), measure) for l in layers}
+
+  return fn
+
+
+def _features(fn, params, images, batch_size):
+  out = [fn(params, jnp.asarray(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+  return {l: np.concatenate([np.asarray(o[l]) for o in out]) for l in out[0]}
+
+
+def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Array, layers: Sequence[str] | None = None,
+        steps: int = 512, size: int | None = None, render_batch: int = 32, measure: str = "spearman",
+        reduction: str = "flatten", num_other: int = 1, batch_size: int = 16, num_bootstrap: int = 1000,
+        progress: bool = True, **render_options) -> dict:
+  """Renders class visualizations and computes the layerwise path similarity.
+
+  Args:
+    model: the model record.
+    classes: natural images by class (:func:`embedded_classes`, :func:`folder_classes`).
+    workdir: output folder; rerunning with the same workdir resumes.
+    key: PRNG key (visualizations and the class order).
+    layers: layers to compare (default: all of the model's).
+    steps: optimisation steps per visualization.
+    size: visualization size (default: the model's input size).
+    render_batch: class units rendered together (one image each).
+    measure: ``spearman``, ``pearson`` or ``cosine``.
+    reduction: ``flatten`` (whole activation) or ``channel_mean``.
+    num_other: classes whose images S_diff compares each class with.
+    batch_size: images per forward pass.
+    num_bootstrap: bootstrap resamples (over classes) for the CIs.
+    progress: progress bars.
+    **render_options: passed to :func:`fvjax.optvis.render.render`.
+
+  Returns:
+    The metrics dict (also written to ``metrics.json``).
+  """
+  layers = tuple(layers or model.layers)
+  for l in layers:
+    model.check_layer(l)
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  visualizations = _render_all(model, classes, workdir, key, steps, size, render_batch, progress, render_options)
+
+  num = len(classes.classes)
+  num_other = max(1, min(num_other, num - 1))
+  order = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1))).permutation(num)
+  progress_path = os.path.join(workdir, "similarity_progress.npz")
+  done = dict(np.load(progress_path)) if os.path.exists(progress_path) else {}
+  sims = {k: done.get(k, np.full((num, len(layers)), np.nan)) for k in ("fv", "same", "diff")}
+  fn = feature_fn(model, layers, measure, reduction)
+  fv_feats = _features(fn, model.params, visualizations, batch_size)
+  cache: collections.OrderedDict = collections.OrderedDict()
+
+  def class_features(i):
+    if i not in cache:
+      cache[i] = _features(fn, model.params, classes.load(i), batch_size)
+      while len(cache) > num_other + 1:
+        cache.popitem(last=False)
+    return cache[i]
+
+  todo = [pos for pos in range(num) if np.isnan(sims["fv"][order[pos]]).any()]  # resume: skip done classes
+  for pos in tqdm(todo, desc="path similarity", disable=not progress):
+    c = order[pos]
+    own = class_features(c)
+    others = [class_features(order[(pos - k) % num]) for k in range(1, num_other + 1)]
+    for j, l in enumerate(layers):
+      p, fv = own[l], fv_feats[l][c]
+      other = np.concatenate([o[l] for o in others])
+      n = len(p)
+      gram = p @ p.T
+      sims["fv"][c, j] = float((p @ fv).mean())
+      sims["same"][c, j] = float((gram.sum() - np.trace(gram)) / (n * (n - 1))) if n > 1 else np.nan
+      sims["diff"][c, j] = float((p @ other.T).mean())
+    _save_npz(progress_path, sims)
+
+  per_layer = {}
+  for j, l in enumerate(layers):
+    per_class = similarity.ClassSimilarity(sims["fv"][:, j], sims["same"][:, j], sims["diff"][:, j])
+    per_layer[l] = similarity.summarise(per_class, num_bootstrap=num_bootstrap)
+  metrics = {
+      "model": model.name, "measure": measure, "reduction": reduction, "steps": steps,
+      "num_classes": num, "classes": [int(c) for c in classes.classes], "class_names": list(classes.names),
+      "num_other_classes": num_other, "seconds": time.time() - start, "layers": list(layers),
+      "per_layer": per_layer,
+  }
+  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  plots.save_figure(plot_path_similarity(metrics), os.path.join(workdir, "path_similarity.png"))
+  titles = [n[:28] for n in classes.names]
+  plots.save_figure(plots.labelled_grid(visualizations, titles), os.path.join(workdir, "visualizations.png"))
+  return metrics
+
+
+def _save_npz(path, arrays):
+  with io.atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+
+
+def _render_all(model, classes, workdir, key, steps, size, render_batch, progress, render_options):
+  """Class-unit visualizations ``[C,h,w,3]``, saved per chunk (resumable)."""
+  out = []
+  units = list(classes.classes)
+  for start in range(0, len(units), render_batch):
+    path = os.path.join(workdir, f"visualizations_{start:05d}.npz")
+    chunk = units[start:start + render_batch]
+    if os.path.exists(path):
+      with np.load(path) as z:
+        if list(z["units"]) == chunk and int(z["steps"]) == steps:
+          out.append(z["images"])
+          continue
+    result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
+                               thresholds=(steps,), size=size, progress=progress, **render_options)
+    images = result.images[-1]
+    _save_npz(path, {"images": images, "units": np.asarray(chunk), "steps": np.asarray(steps)})
+    out.append(images)
+  return np.concatenate(out)
+
+
+def plot_path_similarity(metrics: dict):
+  """Layer depth vs S_fv, S_same, S_diff (with 95% bands) and the normalised similarity."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  layers = metrics["layers"]
+  x = np.arange(len(layers))
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2))
+  styles = (("s_same", "natural, same class", "tab:green"), ("s_fv", "visualization vs natural (same class)", "tab:red"),
+            ("s_diff", "natural, other class", "tab:blue"))
+  for name, label, colour in styles:
+    y = np.array([metrics["per_layer"][l][name] for l in layers])
+    ci = np.array([metrics["per_layer"][l][f"{name}_ci"] for l in layers])
+    ax1.plot(x, y, "-o", ms=3, color=colour, label=label)
+    ax1.fill_between(x, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
+  ax1.set_ylabel(f"{metrics['measure']} similarity")
+  ax1.legend(fontsize=8)
+  y = np.array([metrics["per_layer"][l]["normalized"] for l in layers])
+  ci = np.array([metrics["per_layer"][l]["normalized_ci"] for l in layers])
+  ax2.plot(x, y, "-o", ms=3, color="black")
+  ax2.fill_between(x, ci[:, 0], ci[:, 1], color="gray", alpha=0.3)
+  ax2.axhline(1.0, color="tab:green", ls="--", lw=1, label="like same-class natural images")
+  ax2.axhline(0.0, color="tab:blue", ls="--", lw=1, label="like other-class natural images")
+  ax2.set_ylabel("normalised path similarity")
+  ax2.legend(fontsize=8)
+  for ax in (ax1, ax2):
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, rotation=70, fontsize=7)
+    ax.set_xlabel("layer (depth)")
+  fig.suptitle(f"{metrics['model']}: {metrics['num_classes']} classes, {metrics['steps']} steps")
+  fig.tight_layout()
+  return fig
