@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-WORKDIR ?= workdir/demo
 
 .PHONY: demo test venv bench clean
 
@@ -17,6 +16,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m launch.classify
+	$(PY) -m launch.sanity_check --flagfile=launch/flags/demo.flags
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
