@@ -98,8 +98,13 @@ def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reductio
 
 
 def _features(fn, params, images, batch_size):
-  out = [fn(params, jnp.asarray(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
-  return {l: np.concatenate([np.asarray(o[l]) for o in out]) for l in out[0]}
+  """Prepared rows per layer; the last batch is padded so one compilation serves all."""
+  out = []
+  for i in range(0, len(images), batch_size):
+    chunk = images[i:i + batch_size]
+    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
+    out.append({l: np.asarray(v)[:len(chunk)] for l, v in fn(params, jnp.asarray(padded)).items()})
+  return {l: np.concatenate([o[l] for o in out]) for l in out[0]}
 
 
 def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Array, layers: Sequence[str] | None = None,
@@ -142,6 +147,11 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
   done = dict(np.load(progress_path)) if os.path.exists(progress_path) else {}
   sims = {k: done.get(k, np.full((num, len(layers)), np.nan)) for k in ("fv", "same", "diff")}
   fn = feature_fn(model, layers, measure, reduction)
+  # Visualizations rendered on a smaller canvas are compared at the model's
+  # input size, like the natural images (bilinear upsampling, as lucent does).
+  h, w = model.input_size
+  if visualizations.shape[1:3] != (h, w):
+    visualizations = np.asarray(jax.image.resize(visualizations, (len(visualizations), h, w, 3), "bilinear"))
   fv_feats = _features(fn, model.params, visualizations, batch_size)
   cache: collections.OrderedDict = collections.OrderedDict()
 
