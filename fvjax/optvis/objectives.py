@@ -1,91 +1,131 @@
 """Composable objectives over a model's named activations (Lucid's vocabulary).
 
-An :class:`Objective` wraps ``fn(acts, images) -> values [B]``: one value per
-image of the batch, to be *maximised*. ``acts`` is the model's activation dict
-(with ``"logits"``), ``images`` the ``[B,H,W,3]`` input in ``[0,1]``.
-Objectives add, subtract, negate and scale; ``batch=i`` restricts one to image
-i (the others get 0), which is how a batch holds several objectives.
+An :class:`Objective` is a pure function plus the arrays it reads:
+``fn(acts, images, data) -> values [B]``, one value per image of the batch,
+to be *maximised* (the render loop minimises the negated sum). ``acts`` is
+the model's activation dict including ``"logits"``; ``images`` is the
+``[B,H,W,3]`` batch in ``[0,1]`` that the penalties read as the layer
+``"input"`` (whatever the render loop passes there); ``data`` is a pytree of
+arrays (unit indices, direction vectors), kept out of ``fn`` so that the
+render loop passes it as an argument and reuses its compiled step for other
+units. ``objective(acts, images)`` evaluates it with its own data.
+
+Objectives add, subtract, negate, multiply and divide by numbers; ``batch=i``
+restricts one to image i (the others get 0), which is how one batch holds
+several objectives::
+
+  obj = objectives.channel("mixed4a", 97) - 1e2 * objectives.diversity("mixed4a")
+  obj = objectives.as_objective("mixed4a:97")          # == channel("mixed4a", 97)
 
 ``units_objective(layer, units)`` is the batched form: image i maximises unit
 ``units[i]`` with one gather, which is how all 1000 class units of a model are
-rendered in one call.
+rendered in one call; its ``fn`` depends only on ``(layer, kind)``.
 
 Penalties (``l1``, ``l2``, ``total_variation``, ``diversity``) return positive
-values, to be subtracted: ``channel("block10", 3) - 1e2 * diversity("block10")``
-as in Lucid.
+values, to be subtracted, as in Lucid.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import numbers
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax.models.record import unknown_name_message
+
 Acts = Mapping[str, jax.Array]
-ObjectiveFn = Callable[[Acts, jax.Array], jax.Array]
+ObjectiveFn = Callable[[Acts, jax.Array, Any], jax.Array]
 INPUT = "input"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
   """A per-image objective; see the module docstring.
 
   Attributes:
-    fn: ``(acts, images) -> [B]`` values.
+    fn: ``(acts, images [B,H,W,3], data) -> [B]`` values to maximise.
+    data: pytree of arrays ``fn`` reads (``()`` when none).
     layers: names of the activations it reads (``"input"`` = the images).
     name: a readable description.
   """
 
   fn: ObjectiveFn
+  data: Any = ()
   layers: frozenset = frozenset()
   name: str = "objective"
 
   def __call__(self, acts: Acts, images: jax.Array) -> jax.Array:
-    return self.fn(acts, images)
+    """Returns the ``[B]`` values of the objective (with its own ``data``)."""
+    return self.fn(acts, images, self.data)
 
-  def __add__(self, other):
+  def __repr__(self) -> str:
+    return f"Objective({self.name})"
+
+  def __add__(self, other: Any) -> "Objective":
     other = _lift(other)
-    return Objective(lambda a, x: self(a, x) + other(a, x), self.layers | other.layers, f"({self.name} + {other.name})")
+    f, g = self.fn, other.fn
+    return Objective(lambda a, x, d: f(a, x, d[0]) + g(a, x, d[1]), (self.data, other.data),
+                     self.layers | other.layers, f"({self.name} + {other.name})")
 
-  __radd__ = __add__
+  __radd__ = __add__  # also makes sum([...]) work
 
-  def __neg__(self):
-    return Objective(lambda a, x: -self(a, x), self.layers, f"-{self.name}")
+  def __neg__(self) -> "Objective":
+    f = self.fn
+    return Objective(lambda a, x, d: -f(a, x, d), self.data, self.layers, f"-{self.name}")
 
-  def __sub__(self, other):
+  def __sub__(self, other: Any) -> "Objective":
     return self + (-_lift(other))
 
-  def __rsub__(self, other):
+  def __rsub__(self, other: Any) -> "Objective":
     return _lift(other) + (-self)
 
-  def __mul__(self, scale):
-    if isinstance(scale, Objective):
-      return Objective(lambda a, x: self(a, x) * scale(a, x), self.layers | scale.layers, f"{self.name} * {scale.name}")
-    return Objective(lambda a, x: scale * self(a, x), self.layers, f"{scale} * {self.name}")
+  def __mul__(self, other: Any) -> "Objective":
+    f = self.fn
+    if isinstance(other, Objective):
+      g = other.fn
+      return Objective(lambda a, x, d: f(a, x, d[0]) * g(a, x, d[1]), (self.data, other.data),
+                       self.layers | other.layers, f"{self.name} * {other.name}")
+    s = _scalar(other, "multiply")
+    return Objective(lambda a, x, d: s * f(a, x, d), self.data, self.layers, f"{s:g} * {self.name}")
 
   __rmul__ = __mul__
 
-  def __truediv__(self, scale):
-    return self * (1.0 / scale)
+  def __truediv__(self, other: Any) -> "Objective":
+    return self * (1.0 / _scalar(other, "divide"))
+
+
+def _scalar(x: Any, verb: str) -> float:
+  if isinstance(x, numbers.Real) or (isinstance(x, (np.ndarray, jax.Array)) and np.ndim(x) == 0):
+    return float(x)
+  raise TypeError(f"Can only {verb} an Objective by a number (or multiply by another Objective); "
+                  f"got {type(x).__name__}.")
 
 
 def _lift(x: Any) -> Objective:
   if isinstance(x, Objective):
     return x
-  return Objective(lambda a, images: jnp.full((images.shape[0],), x, jnp.float32), frozenset(), str(x))
+  c = _scalar(x, "add to or subtract from")
+  return Objective(lambda a, images, d: jnp.full((images.shape[0],), c, jnp.float32), (), frozenset(), f"{c:g}")
 
 
 def _restrict(values: jax.Array, batch: int | None) -> jax.Array:
+  """Zeroes every image but ``batch`` (no-op for ``None``)."""
   if batch is None:
     return values
   return jnp.where(jnp.arange(values.shape[0]) == batch, values, 0.0)
 
 
 def _layer(acts: Acts, images: jax.Array, layer: str) -> jax.Array:
-  return images if layer == INPUT else acts[layer]
+  if layer == INPUT:
+    return images
+  if layer not in acts:
+    raise KeyError(unknown_name_message("layer", layer, sorted(acts), where="the activations"))
+  return acts[layer]
 
 
 def _spatial_mean(t: jax.Array) -> jax.Array:
@@ -93,125 +133,210 @@ def _spatial_mean(t: jax.Array) -> jax.Array:
   return t.mean(axis=tuple(range(1, t.ndim - 1))) if t.ndim > 2 else t
 
 
-def unit_values(acts: Acts, layer: str) -> jax.Array:
-  """``[B, C]``: every unit's value (spatial mean of its channel) at ``layer``."""
-  return _spatial_mean(acts[layer])
+def _per_image_sum(t: jax.Array) -> jax.Array:
+  return t.reshape(t.shape[0], -1).sum(-1)
+
+
+def unit_values(acts: Acts | tuple[jax.Array, Acts], layer: str) -> jax.Array:
+  """``[B, C]``: every unit's value (spatial mean of its channel) at ``layer``.
+
+  Args:
+    acts: the activation dict, or the ``(logits, acts)`` pair a record's
+      ``apply`` returns.
+    layer: layer name (``"logits"`` included).
+  """
+  if isinstance(acts, tuple):
+    logits, acts = acts
+    acts = dict(acts, logits=logits)
+  return _spatial_mean(_layer(acts, None, layer))
+
+
+def _check_unit(t: jax.Array, layer: str, n: int) -> None:
+  """A clear error (at trace time) for a unit outside the layer's channels."""
+  if not 0 <= n < t.shape[-1]:
+    raise ValueError(f"Unit {n} is out of range for layer {layer!r}, which has units 0..{t.shape[-1] - 1}.")
 
 
 def channel(layer: str, n: int, batch: int | None = None) -> Objective:
-  """Mean activation of channel ``n`` over all positions (dense layers: the value)."""
-  return Objective(lambda a, x: _restrict(_spatial_mean(_layer(a, x, layer))[:, n], batch),
-                   frozenset({layer}), f"channel({layer}:{n})")
+  """Mean of channel ``n`` over all positions (for dense ``[B,c]`` layers: the value)."""
+
+  def fn(a, x, d):
+    t = _layer(a, x, layer)
+    _check_unit(t, layer, n)
+    v = t[..., n]  # [B] or [B, h, w]: pick first, then average
+    return _restrict(v.reshape(v.shape[0], -1).mean(-1), batch)
+
+  return Objective(fn, (), frozenset({layer}), f"channel({layer}:{n})")
 
 
 def neuron(layer: str, n: int, x: int | None = None, y: int | None = None, batch: int | None = None) -> Objective:
-  """Channel ``n`` at one position, the centre by default."""
+  """Channel ``n`` at one position, the centre by default.
 
-  def fn(a, images):
+  As in Lucid and lucent, ``x`` indexes the *first* spatial axis (rows) and
+  ``y`` the second (columns): the value is ``acts[layer][:, x, y, n]``, with
+  ``x = h // 2`` and ``y = w // 2`` by default. Dense layers ignore ``x, y``.
+  """
+
+  def fn(a, images, d):
     t = _layer(a, images, layer)
+    _check_unit(t, layer, n)
     if t.ndim == 2:
       return _restrict(t[:, n], batch)
-    xx = t.shape[2] // 2 if x is None else x
-    yy = t.shape[1] // 2 if y is None else y
-    return _restrict(t[:, yy, xx, n], batch)
+    xx = t.shape[1] // 2 if x is None else x
+    yy = t.shape[2] // 2 if y is None else y
+    return _restrict(t[:, xx, yy, n], batch)
 
-  return Objective(fn, frozenset({layer}), f"neuron({layer}:{n})")
+  return Objective(fn, (), frozenset({layer}), f"neuron({layer}:{n})")
 
 
 def class_logit(n: int, batch: int | None = None) -> Objective:
-  """The pre-softmax logit of class ``n``."""
-  return Objective(lambda a, x: _restrict(a["logits"][:, n], batch), frozenset({"logits"}), f"logit({n})")
+  """The pre-softmax logit of class ``n`` (the ``"logits"`` entry)."""
+
+  def fn(a, x, d):
+    t = _layer(a, x, "logits")
+    _check_unit(t, "logits", n)
+    return _restrict(t[:, n], batch)
+
+  return Objective(fn, (), frozenset({"logits"}), f"logit({n})")
 
 
-def direction(layer: str, vec: Any, batch: int | None = None) -> Objective:
-  """Mean over positions of the dot product with ``vec`` (Lucid's direction)."""
-  vec = jnp.asarray(vec, jnp.float32)
+@functools.lru_cache(maxsize=256)
+def _direction_fn(layer: str, batch: int | None, cossim_pow: float) -> ObjectiveFn:
 
-  def fn(a, x):
+  def fn(a, x, vec):
     t = _layer(a, x, layer)
-    return _restrict((t * vec).reshape(t.shape[0], -1).mean(-1), batch)
+    t = t.reshape(t.shape[0], -1, t.shape[-1])  # [B, positions, c]
+    vec = jnp.asarray(vec, t.dtype)
+    dot = t @ vec
+    if cossim_pow:
+      eps = 1e-4
+      cos = dot / (eps + jnp.linalg.norm(t, axis=-1)) / (eps + jnp.linalg.norm(vec))
+      dot = dot * jnp.maximum(0.1, cos) ** cossim_pow
+    return _restrict(dot.mean(-1), batch)
 
-  return Objective(fn, frozenset({layer}), f"direction({layer})")
+  return fn
+
+
+def direction(layer: str, vec: Any, batch: int | None = None, cossim_pow: float = 0.0) -> Objective:
+  """Lucid's ``direction``: the mean over positions of ``<acts, vec>``.
+
+  Args:
+    layer: layer name.
+    vec: ``[c]`` direction in the layer's channel space (carried as ``data``).
+    batch: restrict to one image.
+    cossim_pow: Lucid's option: weight each position's dot product by
+      ``max(0.1, cos(acts, vec))**cossim_pow`` (0 = a plain dot product).
+  """
+  vec = np.asarray(vec, np.float32)
+  if vec.ndim != 1:
+    raise ValueError(f"direction needs a 1-D vector over the layer's channels; got shape {vec.shape}.")
+  return Objective(_direction_fn(layer, batch, float(cossim_pow)), vec, frozenset({layer}), f"direction({layer})")
 
 
 def diversity(layer: str) -> Objective:
-  """Lucid's diversity term: for image i, the summed cosine similarity of its
-  Gram matrix to those of the other images, divided by the batch size (the sum
-  over images is Lucid's value). Subtract it to make a batch diverse."""
+  """Lucid's diversity penalty (subtract it to make a batch diverse).
 
-  def fn(a, x):
+  Lucid flattens each image's activations to ``[positions, c]``, takes the
+  Gram matrix ``[c, c]``, l2-normalises it, and returns
+  ``sum_{i != j} <G_i, G_j> / B``. Here image i's value is
+  ``sum_{j != i} <G_i, G_j> / B``, so the values sum to Lucid's. Identical
+  images give ``(B - 1) / B`` each.
+  """
+
+  def fn(a, x, d):
     t = _layer(a, x, layer)
     b, c = t.shape[0], t.shape[-1]
     flat = t.reshape(b, -1, c)
     grams = jnp.einsum("bpc,bpd->bcd", flat, flat).reshape(b, -1)
-    grams = grams / jnp.maximum(jnp.linalg.norm(grams, axis=-1, keepdims=True), 1e-10)
+    grams = grams / jnp.sqrt(jnp.maximum(jnp.sum(grams * grams, axis=-1, keepdims=True), 1e-10))
     sims = grams @ grams.T
     return (sims.sum(-1) - jnp.diagonal(sims)) / b
 
-  return Objective(fn, frozenset({layer}), f"diversity({layer})")
+  return Objective(fn, (), frozenset({layer}), f"diversity({layer})")
 
 
 def l1(layer: str = INPUT, constant: float = 0.0, batch: int | None = None) -> Objective:
-  """Sum of ``|t - constant|`` (a penalty)."""
-
-  def fn(a, x):
-    t = _layer(a, x, layer)
-    return _restrict(jnp.abs(t - constant).reshape(t.shape[0], -1).sum(-1), batch)
-
-  return Objective(fn, frozenset({layer}), f"l1({layer})")
+  """Lucid's ``L1``: sum of ``|t - constant|`` per image (a penalty)."""
+  return Objective(lambda a, x, d: _restrict(_per_image_sum(jnp.abs(_layer(a, x, layer) - constant)), batch),
+                   (), frozenset({layer}), f"l1({layer})")
 
 
 def l2(layer: str = INPUT, constant: float = 0.0, epsilon: float = 1e-6, batch: int | None = None) -> Objective:
-  """``sqrt(epsilon + sum((t - constant)^2))`` (a penalty)."""
-
-  def fn(a, x):
-    t = _layer(a, x, layer)
-    return _restrict(jnp.sqrt(epsilon + ((t - constant) ** 2).reshape(t.shape[0], -1).sum(-1)), batch)
-
-  return Objective(fn, frozenset({layer}), f"l2({layer})")
+  """Lucid's ``L2``: ``sqrt(epsilon + sum((t - constant)^2))`` per image (a penalty)."""
+  return Objective(
+      lambda a, x, d: _restrict(jnp.sqrt(epsilon + _per_image_sum((_layer(a, x, layer) - constant) ** 2)), batch),
+      (), frozenset({layer}), f"l2({layer})")
 
 
 def total_variation(layer: str = INPUT, batch: int | None = None) -> Objective:
   """Sum of absolute differences of neighbouring pixels (``tf.image.total_variation``)."""
 
-  def fn(a, x):
+  def fn(a, x, d):
     t = _layer(a, x, layer)
-    dy = jnp.abs(t[:, 1:] - t[:, :-1]).reshape(t.shape[0], -1).sum(-1)
-    dx = jnp.abs(t[:, :, 1:] - t[:, :, :-1]).reshape(t.shape[0], -1).sum(-1)
+    dy = _per_image_sum(jnp.abs(t[:, 1:] - t[:, :-1]))
+    dx = _per_image_sum(jnp.abs(t[:, :, 1:] - t[:, :, :-1]))
     return _restrict(dy + dx, batch)
 
-  return Objective(fn, frozenset({layer}), f"tv({layer})")
+  return Objective(fn, (), frozenset({layer}), f"tv({layer})")
+
+
+@functools.lru_cache(maxsize=256)
+def _units_fn(layer: str, kind: str) -> ObjectiveFn:
+  """One function per ``(layer, kind)``: the units themselves are ``data``."""
+
+  def fn(a, x, units):
+    t = _layer(a, x, layer)
+    if t.shape[0] != units.shape[0]:
+      raise ValueError(f"units_objective has {units.shape[0]} units but the batch has {t.shape[0]} images; "
+                       "they must match (one unit per image).")
+    if isinstance(units, np.ndarray) and units.size and not 0 <= units.min() <= units.max() < t.shape[-1]:
+      bad = units[(units < 0) | (units >= t.shape[-1])][0]
+      raise ValueError(f"Unit {bad} is out of range for layer {layer!r}, which has units 0..{t.shape[-1] - 1}.")
+    if t.ndim > 2 and kind == "neuron":
+      t = t[:, t.shape[1] // 2, t.shape[2] // 2]
+    picked = t[jnp.arange(t.shape[0]), ..., units]  # [B] or [B, h, w]
+    return picked.reshape(t.shape[0], -1).mean(-1)
+
+  return fn
 
 
 def units_objective(layer: str, units: Sequence[int] | np.ndarray, kind: str = "channel") -> Objective:
-  """Image i maximises unit ``units[i]`` of ``layer`` (one gather for the batch).
+  """Image i maximises unit ``units[i]`` of ``layer``, with one gather.
+
+  Equal to ``sum_i channel(layer, units[i], batch=i)`` (or ``neuron``) but
+  costs one gather ``acts[layer][arange(B), ..., units]`` however many units.
+  The units are the objective's ``data`` and its ``fn`` depends only on
+  ``(layer, kind)``, so a render loop compiled for one list of units serves
+  any other list of the same length.
 
   Args:
     layer: layer name.
-    units: ``[B]`` unit index per image.
+    units: ``[B]`` unit index per image; the batch must have ``B`` images.
     kind: ``"channel"`` (spatial mean) or ``"neuron"`` (centre position).
+
+  Returns:
+    An :class:`Objective`.
   """
   if kind not in ("channel", "neuron"):
     raise ValueError(f"Unknown units objective kind {kind!r}; accepted: 'channel', 'neuron'.")
-  idx = jnp.asarray(np.asarray(units, np.int32))
-
-  def fn(a, x):
-    t = _layer(a, x, layer)
-    if t.ndim > 2 and kind == "neuron":
-      t = t[:, t.shape[1] // 2, t.shape[2] // 2]
-    elif t.ndim > 2:
-      picked = jnp.take_along_axis(t, idx.reshape(-1, *(1,) * (t.ndim - 1)), axis=-1)
-      return picked.reshape(t.shape[0], -1).mean(-1)
-    return jnp.take_along_axis(t, idx[:, None], axis=-1)[:, 0]
-
-  return Objective(fn, frozenset({layer}), f"units({layer}, {len(np.asarray(units))})")
+  units = np.asarray(units)
+  if units.ndim != 1 or not (np.issubdtype(units.dtype, np.integer) or units.size == 0):
+    raise ValueError(f"units must be a 1-D sequence of ints, one per image; got shape {units.shape}, "
+                     f"dtype {units.dtype}.")
+  return Objective(_units_fn(layer, kind), units.astype(np.int32), frozenset({layer}),
+                   f"units({layer}, {len(units)})")
 
 
 def as_objective(spec: str | Objective) -> Objective:
-  """``"layer:unit"`` -> ``channel(layer, unit)``; an Objective passes through."""
+  """``"layer:unit"`` -> ``channel(layer, unit)``; an Objective passes through.
+
+  Raises:
+    ValueError: for a string that is not ``"layer:unit"`` with an int unit.
+  """
   if isinstance(spec, Objective):
     return spec
   layer, sep, unit = str(spec).rpartition(":")
-  if not sep or not layer or not unit.strip().isdigit():
-    raise ValueError(f"Cannot parse objective {spec!r}; expected 'layer:unit', e.g. 'block10:3' or 'logits:967'.")
-  return channel(layer, int(unit))
+  if not isinstance(spec, str) or not sep or not layer.strip() or not unit.strip().isdigit():
+    raise ValueError(f"Cannot parse objective {spec!r}; expected 'layer:unit' with a non-negative int unit, "
+                     "e.g. 'mixed4a:97' or 'logits:967'.")
+  return channel(layer.strip(), int(unit))

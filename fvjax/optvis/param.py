@@ -4,13 +4,28 @@
 ``to_rgb(params) -> images [B,h,w,3] in [0,1]``. The default, Lucid's
 ``param.image(...)``, is a Fourier spectrum scaled by 1/f (so that all
 frequencies move at a similar rate under gradient descent), followed by
-Lucid's colour decorrelation and a sigmoid.
+Lucid's colour decorrelation and a sigmoid::
+
+  p = param.image()                      # fft=True, decorrelate=True, sigmoid=True
+  params = p.init(key, 8, (224, 224))
+  images = p.to_rgb(params)              # [8, 224, 224, 3] in [0, 1]
 
 Constants are Lucid's (lucid/optvis/param/spatial.py and color.py):
-spectrum initialised Normal(0, 0.01); scale = 1 / max(f, 1/max(h,w))^decay
-times sqrt(h*w); image = irfft2(scale * spectrum) / 4 (irfft2 normalised by
-1/(h*w), as TensorFlow's); colour matrix below divided by its largest column
-norm.
+
+* spectrum ``[B, 3, h, w//2+1 (+1 if w is odd), 2]`` (real, imaginary),
+  initialised Normal(0, 0.01) (Lucid stores ``[2, B, 3, ...]``; same
+  distribution);
+* ``scale = 1 / max(f, 1/max(h, w))**decay_power * sqrt(h*w)`` with
+  ``f = sqrt(fx^2 + fy^2)`` from ``fftfreq`` (Lucid's ``rfft2d_freqs``);
+* ``image = irfft2(scale * spectrum) / 4`` with TensorFlow's ``irfft2d``
+  conventions: no output length is given, so the output width is
+  ``2 * (n_freq_x - 1)`` (``w`` for even ``w``, ``w + 1`` for odd ``w``, the
+  extra column cropped off) and the result is divided by
+  ``h * output_width``;
+* each pixel ``t`` (a 3-vector) becomes ``M_normalized @ t`` (Lucid:
+  ``matmul(t_flat, M_normalized.T)``), ``M_normalized`` = the square root of
+  ImageNet's colour covariance divided by its largest column norm
+  (0.4619524), then a sigmoid.
 """
 
 from __future__ import annotations
@@ -27,8 +42,9 @@ COLOR_CORRELATION_SVD_SQRT = np.array(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
 MAX_NORM_SVD_SQRT = float(np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0)))  # 0.4619524
 COLOR_CORRELATION_NORMALIZED = COLOR_CORRELATION_SVD_SQRT / MAX_NORM_SVD_SQRT
-COLOR_MEAN = np.array([0.48, 0.46, 0.41], np.float32)  # added when not using a sigmoid
+COLOR_MEAN = np.array([0.48, 0.46, 0.41], np.float32)  # Lucid adds it when not using a sigmoid
 LUCID_SD = 0.01
+LUCID_FFT_DIVISOR = 4.0  # Lucid's "magic" constant: image = irfft2(...) / 4
 
 
 class ImageParam(NamedTuple):
@@ -43,62 +59,173 @@ class ImageParam(NamedTuple):
   to_rgb: Callable[[Any], jax.Array]
 
 
-def rfft2d_freqs(h: int, w: int) -> np.ndarray:
-  """Frequency magnitudes ``[h, w//2+1 (+1 if w odd)]`` of a real 2-D FFT (Lucid's rule)."""
-  fy = np.fft.fftfreq(h)[:, None]
-  fx = np.fft.fftfreq(w)[: w // 2 + (2 if w % 2 else 1)]
-  return np.sqrt(fx * fx + fy * fy)
+class SpatialParam(NamedTuple):
+  """An unconstrained image parameterization (before colour handling).
 
+  Attributes:
+    init: ``(key, batch, (h, w)) -> params``.
+    to_image: ``params -> [batch, h, w, 3]`` unbounded values.
+  """
 
-def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
-  """Lucid's 1/f scale times sqrt(h*w) (a unitary-like transform)."""
-  freqs = rfft2d_freqs(h, w)
-  return (1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power * np.sqrt(w * h)).astype(np.float32)
-
-
-def decorrelate_color(t: jax.Array) -> jax.Array:
-  """Maps decorrelated colour ``[...,3]`` to RGB: each pixel t -> M_normalized @ t."""
-  return t @ jnp.asarray(COLOR_CORRELATION_NORMALIZED).T
-
-
-def to_valid_rgb(t: jax.Array, decorrelate: bool = True, sigmoid: bool = True) -> jax.Array:
-  """Lucid's ``to_valid_rgb``: optional decorrelation, then sigmoid (or clip) to [0,1]."""
-  if decorrelate:
-    t = decorrelate_color(t)
-  if decorrelate and not sigmoid:
-    t = t + jnp.asarray(COLOR_MEAN)
-  if sigmoid:
-    return jax.nn.sigmoid(t)
-  return jnp.clip(t, 0.0, 1.0)
+  init: Callable[[jax.Array, int, tuple[int, int]], Any]
+  to_image: Callable[[Any], jax.Array]
 
 
 @flax.struct.dataclass
 class Spectrum:
-  """Fourier coefficients ``[B, 3, h, w//2+1 (+1 if w odd), 2]`` (real, imaginary)
-  and the image size, kept as static metadata so that ``to_rgb`` needs no size."""
+  """Fourier coefficients and the image size they describe.
+
+  Attributes:
+    coeffs: ``[B, 3, h, w//2+1 (+1 if w is odd), 2]`` real and imaginary parts.
+    size: ``(h, w)``, static metadata (not a leaf), so ``to_rgb`` needs no size.
+  """
 
   coeffs: jax.Array
   size: tuple[int, int] = flax.struct.field(pytree_node=False)
 
 
-def fourier(decay_power: float = 1.0, sd: float = LUCID_SD, channels: int = 3) -> tuple[Callable, Callable]:
-  """Raw Fourier parameterization ``(init, to_image)``, before colour handling."""
+def _check_size(batch: int, size: Any) -> tuple[int, int]:
+  try:
+    h, w = (int(s) for s in size)
+  except (TypeError, ValueError):
+    raise ValueError(f"Image size must be a pair (height, width) of positive ints; got {size!r}.") from None
+  if h < 1 or w < 1:
+    raise ValueError(f"Image size must be a pair (height, width) of positive ints; got {size!r}.")
+  if int(batch) < 1:
+    raise ValueError(f"Batch size must be a positive int; got {batch!r}.")
+  return h, w
 
-  def init(key, batch, size):
-    h, w = size
+
+def _normal(key: jax.Array, shape: tuple[int, ...], sd: float) -> jax.Array:
+  """``sd * Normal(0, 1)`` of ``shape``, drawn flat and reshaped.
+
+  With JAX's default (partitionable) threefry these are the same values as
+  ``jax.random.normal(key, shape)``, but a 1-D draw compiles ~10x faster on
+  CPU than a 5-D one.
+  """
+  return sd * jax.random.normal(key, (int(np.prod(shape)),), jnp.float32).reshape(shape)
+
+
+def rfft2d_freqs(h: int, w: int) -> np.ndarray:
+  """Frequency magnitudes of a real 2-D FFT with Lucid's odd-width rule.
+
+  Args:
+    h: image height.
+    w: image width.
+
+  Returns:
+    ``[h, w//2+1]`` for even ``w``, ``[h, w//2+2]`` for odd ``w`` (Lucid keeps
+    one extra frequency and later crops one pixel).
+  """
+  fy = np.fft.fftfreq(h)[:, None]
+  fx = np.fft.fftfreq(w)[: w // 2 + 2] if w % 2 == 1 else np.fft.fftfreq(w)[: w // 2 + 1]
+  return np.sqrt(fx * fx + fy * fy)
+
+
+def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
+  """Lucid's spectrum scale ``1 / max(f, 1/max(h,w))**decay_power * sqrt(h*w)``.
+
+  Returns:
+    ``float32 [h, w//2+1 (+1 if w is odd)]``.
+  """
+  freqs = rfft2d_freqs(h, w)
+  scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power
+  return (scale * np.sqrt(w * h)).astype(np.float32)
+
+
+def fft_image(decay_power: float = 1.0, sd: float = LUCID_SD) -> SpatialParam:
+  """Lucid's ``fft_image``: 1/f-scaled Fourier coefficients -> unbounded image.
+
+  Args:
+    decay_power: exponent of the 1/f scale (Lucid: 1).
+    sd: standard deviation of the Normal init of the coefficients (Lucid: 0.01).
+
+  Returns:
+    A :class:`SpatialParam` over :class:`Spectrum` params.
+  """
+
+  def init(key: jax.Array, batch: int, size: tuple[int, int]) -> Spectrum:
+    h, w = _check_size(batch, size)
     fh, fw = rfft2d_freqs(h, w).shape
-    return Spectrum(sd * jax.random.normal(key, (batch, channels, fh, fw, 2), jnp.float32), (h, w))
+    return Spectrum(_normal(key, (int(batch), 3, fh, fw, 2), sd), (h, w))
 
   def to_image(spectrum: Spectrum) -> jax.Array:
     h, w = spectrum.size
     c = spectrum.coeffs
     z = jax.lax.complex(c[..., 0], c[..., 1]) * spectrum_scale(h, w, decay_power)
-    # irfft2 divides by the number of pixels, like TF's; for odd w the extra
-    # column Lucid keeps is cropped off.
+    # TF's irfft2d without fft_length: width 2*(n-1), divided by h*width.
     img = jnp.fft.irfft2(z, s=(h, 2 * (z.shape[-1] - 1)), axes=(-2, -1))[..., :h, :w]
-    return jnp.transpose(img, (0, 2, 3, 1)) / 4.0
+    return jnp.transpose(img, (0, 2, 3, 1)) / LUCID_FFT_DIVISOR
 
-  return init, to_image
+  return SpatialParam(init, to_image)
+
+
+def pixel_image(sd: float = LUCID_SD) -> SpatialParam:
+  """Lucid's ``pixel_image``: one Normal(0, sd) parameter per pixel and channel.
+
+  Returns:
+    A :class:`SpatialParam` over ``{"pixels": [B, h, w, 3]}`` params.
+  """
+
+  def init(key: jax.Array, batch: int, size: tuple[int, int]) -> dict[str, jax.Array]:
+    h, w = _check_size(batch, size)
+    return {"pixels": _normal(key, (int(batch), h, w, 3), sd)}
+
+  return SpatialParam(init, lambda p: p["pixels"])
+
+
+def decorrelate_color(t: jax.Array) -> jax.Array:
+  """Maps decorrelated colour to RGB: each pixel ``t -> M_normalized @ t``.
+
+  Args:
+    t: ``[..., 3]``.
+
+  Returns:
+    ``[..., 3]``.
+  """
+  return t @ jnp.asarray(COLOR_CORRELATION_NORMALIZED).T
+
+
+@jax.custom_vjp
+def _clip_unit(t: jax.Array) -> jax.Array:
+  return jnp.clip(t, 0.0, 1.0)
+
+
+def _clip_unit_fwd(t):
+  return _clip_unit(t), t
+
+
+def _clip_unit_bwd(t, g):
+  # Straight-through, except where a descent step (-g) would push a value that
+  # is already at a bound further out (the projected gradient Lucid's
+  # constrain_L_inf aims for).
+  outward = ((t >= 1.0) & (g < 0)) | ((t <= 0.0) & (g > 0))
+  return (jnp.where(outward, 0.0, g),)
+
+
+_clip_unit.defvjp(_clip_unit_fwd, _clip_unit_bwd)
+
+
+def to_valid_rgb(t: jax.Array, decorrelate: bool = True, sigmoid: bool = True) -> jax.Array:
+  """Lucid's ``to_valid_rgb``: optional decorrelation, then a sigmoid or a clip.
+
+  Args:
+    t: ``[B, h, w, 3]`` unbounded values.
+    decorrelate: apply :func:`decorrelate_color`.
+    sigmoid: squash with a sigmoid; otherwise (as in Lucid) add the ImageNet
+      colour mean when decorrelating and clip to ``[0, 1]``
+      (``constrain_L_inf(2t-1)/2 + 0.5``, which is a clip in the forward pass).
+
+  Returns:
+    ``[B, h, w, 3]`` in ``[0, 1]``.
+  """
+  if decorrelate:
+    t = decorrelate_color(t)
+  if sigmoid:
+    return jax.nn.sigmoid(t)
+  if decorrelate:
+    t = t + jnp.asarray(COLOR_MEAN)
+  return _clip_unit(t)
 
 
 def image(fft: bool = True, decorrelate: bool = True, sigmoid: bool = True, sd: float = LUCID_SD,
@@ -108,36 +235,23 @@ def image(fft: bool = True, decorrelate: bool = True, sigmoid: bool = True, sd: 
   Args:
     fft: Fourier parameterization with 1/f scaling (else one parameter per pixel).
     decorrelate: Lucid's colour decorrelation.
-    sigmoid: squash to [0,1] with a sigmoid (else clip).
+    sigmoid: squash to ``[0,1]`` with a sigmoid (else clip; see :func:`to_valid_rgb`).
     sd: init standard deviation (Lucid: 0.01).
-    decay_power: spectrum decay (Lucid: 1).
+    decay_power: spectrum decay (Lucid: 1); ignored when ``fft`` is False.
 
   Returns:
     An :class:`ImageParam`.
   """
-  if fft:
-    raw_init, raw_image = fourier(decay_power, sd)
-  else:
-    raw_init, raw_image = pixel_raw(sd)
-
-  return ImageParam(raw_init, lambda p: to_valid_rgb(raw_image(p), decorrelate, sigmoid))
+  spatial = fft_image(decay_power, sd) if fft else pixel_image(sd)
+  return ImageParam(spatial.init, lambda p: to_valid_rgb(spatial.to_image(p), decorrelate, sigmoid))
 
 
-def pixel_raw(sd: float = LUCID_SD) -> tuple[Callable, Callable]:
-  """One parameter per pixel and channel, Normal(0, sd)."""
-
-  def init(key, batch, size):
-    return {"pixels": sd * jax.random.normal(key, (batch, *size, 3), jnp.float32)}
-
-  return init, lambda p: p["pixels"]
+def fourier(decay_power: float = 1.0, sd: float = LUCID_SD, decorrelate: bool = True,
+            sigmoid: bool = True) -> ImageParam:
+  """The Fourier parameterization with colour handling (the default)."""
+  return image(fft=True, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd, decay_power=decay_power)
 
 
 def pixel(sd: float = LUCID_SD, decorrelate: bool = True, sigmoid: bool = True) -> ImageParam:
-  """Pixel parameterization (Lucid's ``image(..., fft=False)``)."""
+  """The pixel parameterization (Lucid's ``image(..., fft=False)``)."""
   return image(fft=False, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd)
-
-
-def fourier_image(decay_power: float = 1.0, sd: float = LUCID_SD, decorrelate: bool = True,
-                  sigmoid: bool = True) -> ImageParam:
-  """Fourier parameterization with colour handling (the default)."""
-  return image(fft=True, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd, decay_power=decay_power)

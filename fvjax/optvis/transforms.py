@@ -1,19 +1,31 @@
 """Random image transforms for transformation robustness (Lucid's vocabulary).
 
-Each transform is a pure function ``(key, images [B,H,W,3]) -> images`` that
-draws independently for every image of the batch (one key per image), so a
-batch of units is optimised exactly as if each image were rendered alone.
-Output shapes are static (needed under jit): ``pad`` and ``jitter`` change the
-size by fixed amounts; ``random_scale`` and ``random_rotate`` resample about
-the image centre into the same size (bilinear, differentiable), filling
-uncovered pixels with Lucid's pad value 0.5.
+Each transform is a pure function ``(key, images [B,H,W,C]) -> images`` that
+draws independently for every image of the batch (image i uses
+``fold_in(key, i)``), so a batch of units is optimised as if each image were
+rendered alone, and image i's draws do not depend on the batch size.
 
-Differences from Lucid, chosen and documented: Lucid draws one jitter offset,
-scale and angle per *batch* (we draw per image); its rotation uses nearest
-interpolation (tf.contrib.image.rotate; lucent uses bilinear, as here); its
-random scale changes the canvas size (here the content is zoomed about the
-centre inside a fixed canvas, which a globally pooled objective cannot tell
-apart).
+Output shapes are static (needed under jit): ``pad`` adds ``2*width``,
+``jitter(d)`` removes ``d``, ``center_crop`` gives its size, and
+``random_scale`` / ``random_rotate`` resample about the image centre into a
+canvas of the *same* size (bilinear, differentiable in the image).
+
+Where we differ from Lucid (``lucid/optvis/transform.py``), by choice:
+
+* Lucid draws one jitter offset, scale and angle per *batch*; we draw per image.
+* Lucid's ``random_scale`` resizes to ``int(s*H) x int(s*W)`` (a shape that
+  depends on the draw). Here the content is zoomed by ``s`` about the centre
+  inside the fixed ``H x W`` canvas: for ``s > 1`` the border is cut off, for
+  ``s < 1`` it is filled with ``fill`` (0, like lucent's zero padding). Lucid
+  scales about the top-left corner (TF1 ``resize_bilinear`` without
+  half-pixel centres); the random crop that follows turns that into a shift,
+  so scaling about the centre changes the distribution of content only at
+  the border.
+* Lucid rotates with nearest-neighbour interpolation
+  (``tf.contrib.image.rotate``); we use bilinear, as lucent (kornia) does.
+  Both fill uncovered corners with 0, as do we by default.
+* Lucid's ``pad`` defaults to reflect mode; ours defaults to Lucid's
+  ``standard_transforms`` setting, constant 0.5.
 """
 
 from __future__ import annotations
@@ -25,28 +37,45 @@ import jax.numpy as jnp
 import numpy as np
 
 Transform = Callable[[jax.Array, jax.Array], jax.Array]
-PAD_VALUE = 0.5
+PAD_VALUE = 0.5  # Lucid's standard_transforms: pad(12, mode="constant", constant_value=.5)
+FILL_VALUE = 0.0  # tf.contrib.image.rotate and kornia.warp_affine fill with zeros
+LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))  # 0.90, 0.92, ..., 1.10
+LUCID_ANGLES = tuple(range(-10, 11)) + 5 * (0,)  # degrees; 0 is drawn 6 times in 26
 
 
 def image_keys(key: jax.Array, n: int) -> jax.Array:
-  """``n`` keys, key i = fold_in(key, i): image i's randomness does not depend on
-  the batch size (so padding a batch for sharding changes no image)."""
+  """``[n]`` keys, key i = ``fold_in(key, i)``.
+
+  Image i's randomness does not depend on the batch size, so padding a batch
+  (e.g. for sharding) changes no image.
+  """
   return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
 
 
-def _per_image(fn):
-  """Lifts ``fn(key, image [H,W,3])`` to a batch with one key per image."""
+def _per_image(fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Transform:
+  """Lifts ``fn(key, image [H,W,C])`` to a batch with one key per image."""
 
-  def apply(key, images):
+  def apply(key: jax.Array, images: jax.Array) -> jax.Array:
     return jax.vmap(fn)(image_keys(key, images.shape[0]), images)
 
   return apply
 
 
 def pad(width: int, value: float = PAD_VALUE, mode: str = "constant") -> Transform:
-  """Pads every side by ``width`` pixels (Lucid's standard set: constant 0.5)."""
+  """Pads every side by ``width`` pixels.
 
-  def apply(key, images):
+  Args:
+    width: pixels added on each side.
+    value: the constant for ``mode="constant"`` (Lucid's standard set: 0.5).
+    mode: any ``jnp.pad`` mode (``"constant"``, ``"reflect"``, ``"edge"``, ...).
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,H+2w,W+2w,C]``.
+  """
+  if width < 0:
+    raise ValueError(f"pad width must be >= 0; got {width}.")
+
+  def apply(key: jax.Array, images: jax.Array) -> jax.Array:
     del key
     widths = ((0, 0), (width, width), (width, width), (0, 0))
     if mode == "constant":
@@ -57,10 +86,20 @@ def pad(width: int, value: float = PAD_VALUE, mode: str = "constant") -> Transfo
 
 
 def jitter(d: int) -> Transform:
-  """A random ``(H-d, W-d)`` crop of each image (Lucid's jitter)."""
+  """Lucid's jitter: a random ``(H-d, W-d)`` crop of each image.
 
-  def one(key, image):
+  The offsets are uniform in ``{0, ..., d}`` along each axis, drawn per image.
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,H-d,W-d,C]``.
+  """
+  if d < 0:
+    raise ValueError(f"jitter distance must be >= 0; got {d}.")
+
+  def one(key: jax.Array, image: jax.Array) -> jax.Array:
     h, w, c = image.shape
+    if d >= min(h, w):
+      raise ValueError(f"jitter({d}) needs images larger than {d} px; got {h}x{w}.")
     oy, ox = jax.random.randint(key, (2,), 0, d + 1)
     return jax.lax.dynamic_slice(image, (oy, ox, 0), (h - d, w - d, c))
 
@@ -68,12 +107,18 @@ def jitter(d: int) -> Transform:
 
 
 def center_crop(size: int | tuple[int, int]) -> Transform:
-  """The central ``size`` crop."""
-  sh, sw = (size, size) if isinstance(size, int) else size
+  """The central ``size`` crop (``(H-h)//2`` rows above, as the authors' notebook).
 
-  def apply(key, images):
+  Returns:
+    A transform ``[B,H,W,C] -> [B,h,w,C]``.
+  """
+  sh, sw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+  def apply(key: jax.Array, images: jax.Array) -> jax.Array:
     del key
     _, h, w, _ = images.shape
+    if sh > h or sw > w:
+      raise ValueError(f"center_crop({sh}x{sw}) needs images at least that large; got {h}x{w}.")
     top, left = (h - sh) // 2, (w - sw) // 2
     return images[:, top:top + sh, left:left + sw]
 
@@ -81,14 +126,14 @@ def center_crop(size: int | tuple[int, int]) -> Transform:
 
 
 def affine_resample(image: jax.Array, scale: jax.Array, angle_rad: jax.Array,
-                    fill: float = PAD_VALUE) -> jax.Array:
+                    fill: float = FILL_VALUE) -> jax.Array:
   """Zooms by ``scale`` and rotates by ``angle_rad`` about the centre (bilinear).
 
   Args:
     image: ``[H,W,C]``.
-    scale: zoom factor (>1 enlarges the content).
-    angle_rad: counter-clockwise rotation.
-    fill: value of pixels that map outside the image.
+    scale: zoom factor (``> 1`` enlarges the content).
+    angle_rad: counter-clockwise rotation (as displayed, row 0 at the top).
+    fill: value of output pixels whose source lies outside the image.
 
   Returns:
     ``[H,W,C]``.
@@ -101,10 +146,21 @@ def affine_resample(image: jax.Array, scale: jax.Array, angle_rad: jax.Array,
   # Inverse map: output pixel -> source coordinate.
   src_y = (cos * yy + sin * xx) / scale + cy
   src_x = (-sin * yy + cos * xx) / scale + cx
-  return _bilinear(image, src_y, src_x, fill)
+  return bilinear_sample(image, src_y, src_x, fill)
 
 
-def _bilinear(image, y, x, fill):
+def bilinear_sample(image: jax.Array, y: jax.Array, x: jax.Array, fill: float = FILL_VALUE) -> jax.Array:
+  """Samples ``image`` at real coordinates; taps outside the image read ``fill``.
+
+  Args:
+    image: ``[H,W,C]``.
+    y: ``[...]`` row coordinates (0 = the centre of the first row).
+    x: ``[...]`` column coordinates.
+    fill: value outside the image.
+
+  Returns:
+    ``[..., C]``, differentiable in ``image``.
+  """
   h, w, _ = image.shape
   y0, x0 = jnp.floor(y), jnp.floor(x)
   wy, wx = (y - y0)[..., None], (x - x0)[..., None]
@@ -113,41 +169,67 @@ def _bilinear(image, y, x, fill):
   def tap(yi, xi):
     inside = ((yi >= 0) & (yi < h) & (xi >= 0) & (xi < w))[..., None]
     v = image[jnp.clip(yi, 0, h - 1), jnp.clip(xi, 0, w - 1)]
-    return jnp.where(inside, v, fill)
+    return jnp.where(inside, v, jnp.asarray(fill, image.dtype))
 
   return ((1 - wy) * ((1 - wx) * tap(y0, x0) + wx * tap(y0, x0 + 1))
           + wy * ((1 - wx) * tap(y0 + 1, x0) + wx * tap(y0 + 1, x0 + 1)))
 
 
-def _choice(key, values):
+def _choice(key: jax.Array, values: Sequence[float]) -> jax.Array:
+  """One of ``values``, uniformly (repeats count, as in Lucid's ``_rand_select``)."""
   return jnp.asarray(np.asarray(values, np.float32))[jax.random.randint(key, (), 0, len(values))]
 
 
-def random_scale(scales: Sequence[float]) -> Transform:
-  """Zooms each image by a factor drawn uniformly from ``scales``."""
-  return _per_image(lambda k, im: affine_resample(im, _choice(k, scales), jnp.float32(0.0)))
+def _check_choices(name: str, values: Sequence[float]) -> tuple[float, ...]:
+  values = tuple(float(v) for v in values)
+  if not values:
+    raise ValueError(f"{name} needs at least one value to draw from.")
+  return values
 
 
-def random_rotate(angles: Sequence[float]) -> Transform:
-  """Rotates each image by an angle in degrees drawn uniformly from ``angles``."""
-  return _per_image(lambda k, im: affine_resample(im, jnp.float32(1.0), jnp.deg2rad(_choice(k, angles))))
+def random_scale(scales: Sequence[float], fill: float = FILL_VALUE) -> Transform:
+  """Zooms each image about its centre by a factor drawn uniformly from ``scales``.
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,H,W,C]`` (see the module docstring).
+  """
+  scales = _check_choices("random_scale", scales)
+  if min(scales) <= 0:
+    raise ValueError(f"random_scale factors must be positive; got {scales}.")
+  return _per_image(lambda k, im: affine_resample(im, _choice(k, scales), jnp.float32(0.0), fill))
 
 
-def random_scale_rotate(scales: Sequence[float], angles: Sequence[float]) -> Transform:
-  """``random_scale`` then ``random_rotate`` in one resampling pass (same draws,
-  one bilinear interpolation instead of two)."""
+def random_rotate(angles: Sequence[float], fill: float = FILL_VALUE) -> Transform:
+  """Rotates each image about its centre by an angle in degrees drawn from ``angles``.
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,H,W,C]``.
+  """
+  angles = _check_choices("random_rotate", angles)
+  return _per_image(lambda k, im: affine_resample(im, jnp.float32(1.0), jnp.deg2rad(_choice(k, angles)), fill))
+
+
+def random_scale_rotate(scales: Sequence[float], angles: Sequence[float], fill: float = FILL_VALUE) -> Transform:
+  """``random_scale`` then ``random_rotate`` in one resampling pass.
+
+  The same distribution of transforms with one bilinear interpolation instead
+  of two (slightly sharper, and cheaper).
+  """
+  scales, angles = _check_choices("random_scale", scales), _check_choices("random_rotate", angles)
 
   def one(key, image):
     ks, kr = jax.random.split(key)
-    return affine_resample(image, _choice(ks, scales), jnp.deg2rad(_choice(kr, angles)))
+    return affine_resample(image, _choice(ks, scales), jnp.deg2rad(_choice(kr, angles)), fill)
 
   return _per_image(one)
 
 
 def compose(*transforms: Transform) -> Transform:
-  """Applies ``transforms`` in order, each with its own key."""
+  """Applies ``transforms`` in order, each with its own key (``split(key, n)``)."""
 
-  def apply(key, images):
+  def apply(key: jax.Array, images: jax.Array) -> jax.Array:
+    if not transforms:
+      return images
     for k, t in zip(jax.random.split(key, len(transforms)), transforms):
       images = t(k, images)
     return images
@@ -155,27 +237,39 @@ def compose(*transforms: Transform) -> Transform:
   return apply
 
 
-LUCID_SCALES = tuple(1 + (i - 5) / 50.0 for i in range(11))  # 0.90, 0.92, ..., 1.10
-LUCID_ANGLES = tuple(range(-10, 11)) + 5 * (0,)
+def _scale_rotate(fused: bool) -> tuple[Transform, ...]:
+  if fused:
+    return (random_scale_rotate(LUCID_SCALES, LUCID_ANGLES),)
+  return (random_scale(LUCID_SCALES), random_rotate(LUCID_ANGLES))
 
 
-def standard_transforms(fused: bool = False) -> Transform:
-  """Lucid's ``standard_transforms``: pad 12 (0.5), jitter 8, random scale
-  0.90..1.10, random rotate -10..10 degrees (plus five extra 0s), jitter 4.
+def standard_transforms(fused: bool = False, crop: int | tuple[int, int] | None = None) -> Transform:
+  """Lucid's ``standard_transforms``.
+
+  pad 12 (constant 0.5), jitter 8, random scale ``1 + (i-5)/50`` for
+  ``i < 11``, random rotate ``-10..10`` degrees plus five extra 0s, jitter 4.
+  The output is 4 px larger than the input on each axis (``H + 24 - 8 - 4``).
 
   Args:
-    fused: resample scale and rotation in one pass (fewer interpolations;
-      the same distribution of transforms).
+    fused: resample scale and rotation in one pass.
+    crop: if given, a final centre crop to this size, as the paper's notebooks
+      do (lucent's ``standard_transforms + [center_crop(224, 224)]``).
+
+  Returns:
+    A transform.
   """
-  middle = ((random_scale_rotate(LUCID_SCALES, LUCID_ANGLES),) if fused
-            else (random_scale(LUCID_SCALES), random_rotate(LUCID_ANGLES)))
-  return compose(pad(12), jitter(8), *middle, jitter(4))
+  ts = (pad(12), jitter(8), *_scale_rotate(fused), jitter(4))
+  return compose(*ts, center_crop(crop)) if crop is not None else compose(*ts)
 
 
 def scaled_standard_transforms(size: int = 224, fused: bool = False) -> Transform:
-  """The size-scaled set of the authors' later fork (unit = size // 32): pad
-  3u, jitter 2u, random scale, random rotate, jitter u, centre crop to size."""
+  """The size-scaled set of the authors' later fork (``u = size // 32``).
+
+  pad ``3u`` (0.5), jitter ``2u``, random scale, random rotate, jitter ``u``,
+  centre crop to ``size``. At 224 px, ``u = 7``.
+
+  Returns:
+    A transform ``[B,size,size,C] -> [B,size,size,C]``.
+  """
   u = max(size // 32, 1)
-  middle = ((random_scale_rotate(LUCID_SCALES, LUCID_ANGLES),) if fused
-            else (random_scale(LUCID_SCALES), random_rotate(LUCID_ANGLES)))
-  return compose(pad(3 * u), jitter(2 * u), *middle, jitter(u), center_crop(size))
+  return compose(pad(3 * u), jitter(2 * u), *_scale_rotate(fused), jitter(u), center_crop(size))
