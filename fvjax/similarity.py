@@ -120,6 +120,23 @@ def class_similarities(fv: jax.Array, natural: jax.Array, labels: np.ndarray, ot
   return ClassSimilarity(s_fv, s_same, s_diff)
 
 
+def class_scores(own: np.ndarray, fv: np.ndarray, other: np.ndarray) -> tuple[float, float, float]:
+  """S_fv, S_same, S_diff of one class from rows already through :func:`prepare`.
+
+  The streamed form of :func:`class_similarities` (one class and its
+  comparison images in memory at a time).
+
+  Args:
+    own: ``[n,D]`` the class's natural images.
+    fv: ``[D]`` its visualization.
+    other: ``[m,D]`` natural images of other classes.
+  """
+  n = len(own)
+  gram = own @ own.T
+  s_same = float((gram.sum() - np.trace(gram)) / (n * (n - 1))) if n > 1 else float("nan")
+  return float((own @ fv).mean()), s_same, float((own @ other.T).mean())
+
+
 def normalised(s_fv, s_same, s_diff):
   """(S_fv - S_diff) / (S_same - S_diff): 0 = other class, 1 = same class."""
   return (s_fv - s_diff) / (s_same - s_diff)

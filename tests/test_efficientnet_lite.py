@@ -68,3 +68,19 @@ def test_random_init_has_the_same_structure(lite0):
 def test_foreign_state_dict_is_refused():
   with pytest.raises(ValueError, match="Not an EfficientNet-Lite state dict: key '_conv_stem.weight'"):
     efficientnet_lite.convert_state_dict({"conv1.weight": np.zeros((64, 3, 7, 7))})
+
+
+@pytest.mark.parametrize("k, s, h", [(3, 1, 9), (3, 2, 10), (5, 2, 11), (5, 2, 14), (3, 2, 7)])
+def test_shift_depthwise_and_its_custom_gradient_match_grouped_conv(k, s, h):
+  r = np.random.default_rng(0)
+  x = r.normal(size=(2, h, h + 1, 4)).astype(np.float32)
+  w = r.normal(size=(k, k, 4)).astype(np.float32)
+  ref = lambda x, w: jax.lax.conv_general_dilated(x, w[:, :, None, :], (s, s), "SAME",
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4)
+  shift = lambda x, w: efficientnet_lite._depthwise_shift(x, w, s)  # pylint: disable=protected-access
+  y, vjp = jax.vjp(shift, x, w)
+  y_ref, vjp_ref = jax.vjp(ref, x, w)
+  np.testing.assert_allclose(y, y_ref, atol=1e-5)
+  g = r.normal(size=y.shape).astype(np.float32)
+  for got, want in zip(vjp(g), vjp_ref(g)):
+    np.testing.assert_allclose(got, want, atol=1e-4)

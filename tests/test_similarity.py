@@ -75,3 +75,13 @@ def test_layerwise_and_reductions(rng):
     similarity.features(natural["conv"], "mean")
   with pytest.raises(ValueError, match="accepted: spearman, pearson, cosine"):
     similarity.prepare(natural["logits"], "kendall")
+
+
+def test_streamed_class_scores_agree_with_the_batched_form(rng):
+  centres, labels, natural = _classes(rng, num_classes=2, per_class=6)
+  fv = centres + 0.5 * rng.normal(size=centres.shape)
+  batched = similarity.class_similarities(fv, natural, labels)
+  prep = lambda x: np.asarray(similarity.prepare(x))
+  own, other = prep(natural[labels == 0]), prep(natural[labels == 1])
+  s_fv, s_same, s_diff = similarity.class_scores(own, prep(fv)[0], other)
+  np.testing.assert_allclose([s_fv, s_same, s_diff], [batched.fv[0], batched.same[0], batched.diff[0]], atol=1e-5)

@@ -168,13 +168,8 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
     own = class_features(c)
     others = [class_features(order[(pos - k) % num]) for k in range(1, num_other + 1)]
     for j, l in enumerate(layers):
-      p, fv = own[l], fv_feats[l][c]
       other = np.concatenate([o[l] for o in others])
-      n = len(p)
-      gram = p @ p.T
-      sims["fv"][c, j] = float((p @ fv).mean())
-      sims["same"][c, j] = float((gram.sum() - np.trace(gram)) / (n * (n - 1))) if n > 1 else np.nan
-      sims["diff"][c, j] = float((p @ other.T).mean())
+      sims["fv"][c, j], sims["same"][c, j], sims["diff"][c, j] = similarity.class_scores(own[l], fv_feats[l][c], other)
     _save_npz(progress_path, sims)
 
   per_layer = {}

@@ -1,0 +1,49 @@
+"""The launch scripts end to end, in reduced mode (each in its own process)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+  out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout
+
+
+def test_visualize_writes_pngs_grid_and_metrics(tmp_path):
+  stdout = _run("launch.visualize", "--model=tiny_cnn", "--layer=conv3", "--units=0-2", "--steps=4",
+                "--thresholds=2", f"--workdir={tmp_path}")
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  assert set(metrics["units"]) == {"0", "1", "2"}
+  assert set(metrics["units"]["1"]["value_at_threshold"]) == {"2", "4"}
+  assert metrics["num_natural_images"] == 18
+  for u in range(3):
+    assert (tmp_path / f"unit_{u}.png").stat().st_size > 0
+  assert (tmp_path / "grid.png").exists() and "conv3:1" in stdout
+
+
+@pytest.mark.slow
+def test_sanity_check_demo_flagfile_reduced_and_resumed(tmp_path):
+  args = ("launch.sanity_check", "--flagfile=launch/flags/demo.flags", "--steps=2", "--size=64", "--num_classes=3",
+          "--crops_per_photo=2", "--layers=stem,block7,logits", "--num_bootstrap=50", f"--workdir={tmp_path}")
+  _run(*args)
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  assert metrics["num_classes"] == 3 and metrics["layers"] == ["stem", "block7", "logits"]
+  for layer in metrics["layers"]:
+    m = metrics["per_layer"][layer]
+    assert m["normalized_ci"][0] <= m["normalized"] <= m["normalized_ci"][1]
+    assert -1 <= m["s_fv"] <= 1 and m["s_same"] > m["s_diff"] - 0.5
+  for name in ("path_similarity.png", "visualizations.png", "visualizations_00000.npz"):
+    assert (tmp_path / name).exists(), name
+  # A second run resumes: nothing is rendered again and the numbers agree.
+  before = (tmp_path / "visualizations_00000.npz").stat().st_mtime_ns
+  _run(*args)
+  assert (tmp_path / "visualizations_00000.npz").stat().st_mtime_ns == before
+  again = json.load(open(tmp_path / "metrics.json"))
+  assert again["per_layer"] == metrics["per_layer"]
