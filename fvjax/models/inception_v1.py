@@ -17,6 +17,7 @@ defined at any size).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -166,16 +167,15 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
   Raises:
     FileNotFoundError: ``weights`` does not exist (says where the file comes from).
   """
+  if weights is not None and not os.path.isfile(weights):
+    raise FileNotFoundError(
+        f"No InceptionV1 weights at {weights!r}; download lucent's inception5h.pth (the torch-lucent "
+        "model zoo's 'inceptionv1', converted from Lucid) and pass its path as weights=...")
   module = InceptionV1()
   init = jax.jit(module.init)(jax.random.PRNGKey(0) if key is None else key, jnp.zeros((1, *INPUT_SIZE, 3)))
   variables = jax.tree_util.tree_map(np.asarray, _plain(init))
   if weights is not None:
-    import os  # pylint: disable=g-import-not-at-top
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    if not os.path.isfile(weights):
-      raise FileNotFoundError(
-          f"No InceptionV1 weights at {weights!r}; download lucent's inception5h.pth (the torch-lucent "
-          "model zoo's 'inceptionv1', converted from Lucid) and pass its path as weights=...")
     variables = convert_state_dict(weights_lib.read_weights(weights), variables)
   return record_from_linen("inception_v1", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=preprocess, input_range=INPUT_RANGE, num_classes=NUM_CLASSES)

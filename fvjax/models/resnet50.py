@@ -145,15 +145,15 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
   Raises:
     FileNotFoundError: ``weights`` does not exist (says where the file comes from).
   """
+  if weights is not None and not os.path.isfile(weights):
+    raise FileNotFoundError(
+        f"No ResNet-50 weights at {weights!r}; pass the path of torchvision's resnet50-*.pth "
+        "(torchvision.models.ResNet50_Weights) or timm's resnet50 model.safetensors as weights=...")
   module = ResNet50()
   init = jax.jit(module.init)(jax.random.PRNGKey(0) if key is None else key, jnp.zeros((1, *INPUT_SIZE, 3)))
   variables = jax.tree_util.tree_map(np.asarray, _plain(init))
   if weights is not None:
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    if not os.path.isfile(weights):
-      raise FileNotFoundError(
-          f"No ResNet-50 weights at {weights!r}; pass the path of torchvision's resnet50-*.pth "
-          "(torchvision.models.ResNet50_Weights) or timm's resnet50 model.safetensors as weights=...")
     variables = convert_state_dict(weights_lib.read_weights(weights), variables)
   return record_from_linen("resnet50", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=preprocess, input_range=INPUT_RANGE, num_classes=1000,

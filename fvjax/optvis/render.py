@@ -206,8 +206,10 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
   baked into the executable as constants.
   """
 
-  def values_of(model_params, obj_data, images):
-    logits, acts = apply(model_params, images)
+  def values_of(model_params, obj_data, images, seen):
+    # The model sees the transformed images; the layer "input" of penalties
+    # (l1, total variation, ...) is the untransformed image, as Lucid's T("input").
+    logits, acts = apply(model_params, seen)
     return objective_fn(dict(acts, logits=logits), images, obj_data)
 
   def step(state, i, model_params, obj_data, key, use_redirect):
@@ -216,7 +218,7 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
     def loss(p):
       images = param.to_rgb(p)
       with activations.redirected_relu(use_redirect):
-        v = values_of(model_params, obj_data, transforms(k, images))
+        v = values_of(model_params, obj_data, images, transforms(k, images))
       return -jnp.sum(v), v
 
     grads, v = jax.grad(loss, has_aux=True)(state.params)
@@ -244,6 +246,6 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
   @jax.jit
   def snapshot(state, model_params, obj_data):
     images = param.to_rgb(state.params)
-    return images, values_of(model_params, obj_data, images)
+    return images, values_of(model_params, obj_data, images, images)
 
   return run, snapshot

@@ -1,0 +1,40 @@
+"""The sanity-check job on an ImageNet-layout folder (the paper's mode), with a tiny model."""
+
+import json
+
+import jax
+import numpy as np
+from PIL import Image
+
+from fvjax import models
+from fvjax.experiments import sanity_check
+
+
+def test_folder_mode_streams_classes_and_resumes(tmp_path):
+  rng = np.random.default_rng(0)
+  root = tmp_path / "val"
+  for c in range(4):
+    (root / f"n{c:03d}").mkdir(parents=True)
+    base = rng.uniform(0, 255, size=(1, 1, 3))
+    for i in range(3):
+      img = np.clip(base + rng.normal(0, 30, size=(40, 40, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(img).save(root / f"n{c:03d}" / f"{i}.png")
+  model = models.load("tiny_cnn")
+  classes = sanity_check.folder_classes(str(root), 64, per_class=3, label_offset=1)
+  assert classes.classes == (1, 2, 3, 4) and classes.names == ("n000", "n001", "n002", "n003")
+  assert classes.load(2).shape == (3, 64, 64, 3)
+  work = tmp_path / "work"
+  metrics = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
+                             num_other=2, num_bootstrap=20, progress=False)
+  assert metrics["num_classes"] == 4 and metrics["num_other_classes"] == 2
+  assert sorted(p.name for p in work.glob("visualizations_*.npz")) == ["visualizations_00000.npz",
+                                                                      "visualizations_00002.npz"]
+  # Colour-blob classes: natural images of a class are more alike than across classes.
+  assert metrics["per_layer"]["conv1"]["s_same"] > metrics["per_layer"]["conv1"]["s_diff"]
+  # Killed after the similarity of some classes: a rerun finishes and agrees.
+  progress = dict(np.load(work / "similarity_progress.npz"))
+  progress["fv"][:2] = np.nan
+  np.savez(work / "similarity_progress.npz", **progress)
+  again = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
+                           num_other=2, num_bootstrap=20, progress=False)
+  assert again["per_layer"] == json.loads(json.dumps(metrics["per_layer"]))
