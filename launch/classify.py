@@ -10,6 +10,8 @@ scikit-image's chelsea must come out as a cat (281-285), coffee as espresso (967
 from absl import app
 from absl import flags
 
+import launch
+
 from fvjax import classify as classify_lib
 
 _MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name (see fvjax.models.names()).")
@@ -25,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -12,6 +12,8 @@ normalised, 95% CIs), visualizations.png and the rendered visualizations into
 
 from absl import app
 from absl import flags
+
+import launch
 import jax
 
 from fvjax import models
@@ -61,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

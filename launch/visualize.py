@@ -9,6 +9,8 @@ largest value over the embedded natural images) into --workdir.
 
 from absl import app
 from absl import flags
+
+import launch
 import jax
 
 from fvjax import models
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -47,3 +47,11 @@ def test_sanity_check_demo_flagfile_reduced_and_resumed(tmp_path):
   assert (tmp_path / "visualizations_00000.npz").stat().st_mtime_ns == before
   again = json.load(open(tmp_path / "metrics.json"))
   assert again["per_layer"] == metrics["per_layer"]
+
+
+def test_bad_input_is_one_sentence_not_a_traceback(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "launch.visualize", "--model=tiny_cnn", "--layer=conv33",
+                        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2
+  assert "error: Unknown layer 'conv33' in model 'tiny_cnn'" in out.stderr and "Did you mean 'conv3'" in out.stderr
+  assert "Traceback" not in out.stderr
