@@ -9,6 +9,18 @@ from absl import app
 USER_ERRORS = (KeyError, ValueError, TypeError, FileNotFoundError)
 
 
+def parse_units(items):
+  """``["3", "10-12"]`` -> ``[3, 10, 11, 12]`` (flag lists of unit indices and ranges)."""
+  units = []
+  for item in items:
+    lo, _, hi = str(item).partition("-")
+    try:
+      units += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+      raise ValueError(f"Cannot read unit {item!r}; accepted: integers and ranges such as 3 or 10-12.") from None
+  return units
+
+
 def run(main):
   """``app.run(main)``, printing a user error as its one sentence instead of a traceback."""
 

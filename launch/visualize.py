@@ -28,20 +28,12 @@ _REDIRECT = flags.DEFINE_integer("redirected_relu_steps", 0, "Steps with Lucid's
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/visualize", "Output folder.")
 
 
-def parse_units(items):
-  units = []
-  for item in items:
-    lo, _, hi = item.partition("-")
-    units += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-  return units
-
-
 def main(argv):
   del argv
   options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
   model = models.load(_MODEL.value, **options)
   thresholds = sorted({*map(int, _THRESHOLDS.value), _STEPS.value})
-  metrics = visualize.run(model, _LAYER.value, parse_units(_UNITS.value), _WORKDIR.value,
+  metrics = visualize.run(model, _LAYER.value, launch.parse_units(_UNITS.value), _WORKDIR.value,
                           key=jax.random.PRNGKey(_SEED.value), thresholds=thresholds, size=_SIZE.value,
                           redirected_relu_steps=_REDIRECT.value)
   for u, m in metrics["units"].items():

@@ -1,0 +1,132 @@
+"""Paper section 2.1 end to end: build the fooling circuit, compare visualizations
+and natural behaviour before and after.
+
+Writes into ``workdir``: ``comparison.png`` (per unit: original visualization |
+manipulated visualization | target), ``trajectory.png`` (the manipulated
+visualizations at every threshold) and ``metrics.json``:
+
+- ``natural_top1_agreement``: fraction of natural images whose top-1 class is
+  the same for the manipulated and the original model;
+- ``natural_max_abs_logit_diff``: largest ``|A - shift - F|`` over natural
+  images and logits (the constant shift removed);
+- ``detector_accuracy_natural`` / ``detector_accuracy_visualization``: the
+  detector on those natural images / on the original model's visualizations
+  of the shown units at every threshold;
+- ``target_similarity_manipulated`` / ``target_similarity_original``: mean
+  Pearson correlation of each visualization with its target (resized to the
+  same size), at the last threshold; per threshold under ``..._by_threshold``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from fvjax import io
+from fvjax import plots
+from fvjax.fooling import circuit as circuit_lib
+from fvjax.fooling import detector as det
+from fvjax.fooling import training
+from fvjax.models.record import ModelRecord
+from fvjax.optvis import render as render_lib
+
+PAPER_THRESHOLDS = (2, 4, 8, 16, 32)  # the paper shows the image target after short runs
+
+
+def logits_of(model: ModelRecord, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+  """``[N,K]`` logits of ``images``."""
+  fn = jax.jit(lambda p, x: model.apply(p, x)[0])
+  return np.concatenate([np.asarray(fn(model.params, images[i:i + batch_size]))
+                         for i in range(0, len(images), batch_size)])
+
+
+def natural_metrics(original: ModelRecord, manipulated: ModelRecord, detector: det.Detector,
+                    images: np.ndarray, shift: float = circuit_lib.PAPER_SHIFT) -> dict:
+  """How much the manipulation changes behaviour on natural ``images``."""
+  f, a = logits_of(original, images), logits_of(manipulated, images)
+  return {
+      "num_natural_images": int(len(images)),
+      "natural_top1_agreement": float(np.mean(f.argmax(-1) == a.argmax(-1))),
+      "natural_max_abs_logit_diff": float(np.abs(a - shift - f).max()),
+      "detector_accuracy_natural": training.accuracy(detector, images, 0),
+  }
+
+
+def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, workdir: str, *, key: jax.Array,
+        units: Sequence[int], natural_images: np.ndarray, manipulate: Sequence[int] | None = None,
+        thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, k: float = circuit_lib.PAPER_K,
+        progress: bool = True, **render_options) -> dict:
+  """Manipulates ``model``, renders ``units`` before and after, writes figures and metrics.
+
+  Args:
+    model: the original record.
+    detector: the natural-vs-visualization detector.
+    target: :func:`fvjax.fooling.circuit.permutation` or ``image_target``.
+    workdir: output folder.
+    key: PRNG key; original and manipulated renders share it, so a unit's
+      two visualizations start from the same image.
+    units: logits to visualize.
+    natural_images: ``[N,H,W,3]`` in ``[0,1]`` for the behaviour metrics
+      (images the detector was not trained on).
+    manipulate: logits given the circuit (default all).
+    thresholds: render step counts.
+    size: render size (default the model's input size).
+    k: gate strength.
+    progress: progress bars.
+    **render_options: passed to :func:`fvjax.optvis.render.render`.
+
+  Returns:
+    The metrics written to ``metrics.json``.
+  """
+  start = time.time()
+  units = [int(u) for u in units]
+  manipulated = circuit_lib.circuit(model, detector, target, units=manipulate, k=k)
+  opts = dict(layer="logits", key=key, thresholds=thresholds, size=size, progress=progress, **render_options)
+  after = render_lib.render(manipulated, units, **opts)
+  before = render_lib.render(model, units, **opts)
+  if target.kind == "permutation":
+    # The target of unit u is the original visualization of unit u + offset,
+    # rendered from the same starting image.
+    targets = render_lib.render(model, [(u + target.offset) % model.num_classes for u in units], **opts).images
+  else:
+    targets = np.broadcast_to(target.image, (len(thresholds), len(units), *target.image.shape))
+  sim_after = [circuit_lib.pearson(after.images[t], targets[t]) for t in range(len(thresholds))]
+  sim_before = [circuit_lib.pearson(before.images[t], targets[t]) for t in range(len(thresholds))]
+  fvs = before.images.reshape(-1, *before.images.shape[-3:])
+
+  metrics = {
+      "model": model.name,
+      "target": target.kind if target.kind == "image" else f"permutation (offset {target.offset})",
+      "units": units,
+      "num_manipulated_units": model.num_classes if manipulate is None else len(set(manipulate)),
+      "k": k,
+      "thresholds": list(after.thresholds),
+      **natural_metrics(model, manipulated, detector, natural_images),
+      "detector_accuracy_visualization": training.accuracy(detector, fvs, 1),
+      "target_similarity_manipulated": float(np.mean(sim_after[-1])),
+      "target_similarity_original": float(np.mean(sim_before[-1])),
+      "target_similarity_manipulated_by_threshold": [float(np.mean(s)) for s in sim_after],
+      "target_similarity_original_by_threshold": [float(np.mean(s)) for s in sim_before],
+      "target_similarity_per_unit": {str(u): {"manipulated": float(sim_after[-1][i]), "original": float(sim_before[-1][i])}
+                                     for i, u in enumerate(units)},
+      "seconds": time.time() - start,
+  }
+  _figures(model, units, before, after, targets, workdir)
+  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  return metrics
+
+
+def _figures(model, units, before, after, targets, workdir):
+  name = (lambda u: f"{u} {model.labels[u][:14]}") if model.labels else str
+  last = len(after.thresholds) - 1
+  rows = [im for i in range(len(units)) for im in (before.images[last, i], after.images[last, i], targets[last, i])]
+  titles = [t for u in units for t in (f"original {name(u)}", f"manipulated {u}", "target")]
+  plots.save_figure(plots.labelled_grid(np.stack(rows), titles, cols=3), os.path.join(workdir, "comparison.png"))
+  traj = after.images.transpose(1, 0, 2, 3, 4).reshape(-1, *after.images.shape[-3:])
+  titles = [f"unit {u}, {t} steps" for u in units for t in after.thresholds]
+  plots.save_figure(plots.labelled_grid(traj, titles, cols=len(after.thresholds)),
+                    os.path.join(workdir, "trajectory.png"))

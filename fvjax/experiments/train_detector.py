@@ -1,0 +1,161 @@
+"""Train the natural-vs-visualization detector of the fooling circuit.
+
+Visualizations of many units are rendered on the fly, in batches, and their
+snapshots at several thresholds (4 to 512 steps by default) become the
+"visualization" class; natural images (the shipped photos with augmentation,
+or an image folder) are the other class. Units and photos are split into a
+training part and a held-out part; metrics.json reports the held-out accuracy
+on each kind.
+
+Everything is resumable from ``workdir``: rendered chunks
+(``visualizations_XXXXX.npz``), the training state (orbax), and the final
+detector (``detector/``) are written atomically and reused by a rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from fvjax import data
+from fvjax import io
+from fvjax.fooling import detector as det
+from fvjax.fooling import training
+from fvjax.models.record import ModelRecord
+from fvjax.optvis import render as render_lib
+
+PAPER_THRESHOLDS = (4, 8, 16, 32, 64, 128, 256, 512)
+HELDOUT_FILE = "heldout.json"  # beside the detector: the natural images it never saw
+
+
+def split_photos(key: jax.Array, size: int, num_heldout: int = 4,
+                 heldout_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+  """The shipped photos split into ``(train, heldout, heldout_names)``: the
+  named ones held out, or ``num_heldout`` drawn at random."""
+  photos, names = data.sample_photos(size)
+  if heldout_names:
+    data.sample_photos(8, heldout_names)  # validates the names
+    held = [names.index(n) for n in heldout_names]
+  else:
+    if not 0 < num_heldout < len(photos):
+      raise ValueError(f"num_heldout must be between 1 and {len(photos) - 1} of the {len(photos)} shipped photos; got {num_heldout}.")
+    held = list(np.asarray(jax.random.permutation(key, len(photos)))[:num_heldout])
+  train = [i for i in range(len(photos)) if i not in held]
+  return photos[train], photos[held], [names[i] for i in held]
+
+
+def render_pool(model: ModelRecord, units: Sequence[int], workdir: str, *, key: jax.Array, prefix: str,
+                thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
+                progress: bool = True, **render_options) -> np.ndarray:
+  """Visualizations of ``units`` of the logits at every threshold, ``[U*T, S, S, 3]``.
+
+  Rendered ``render_batch`` units at a time; each batch is saved as
+  ``<prefix>_XXXXX.npz`` (uint8) and reused when it exists.
+  """
+  units = [int(u) for u in units]
+  out = []
+  starts = range(0, len(units), render_batch)
+  for i, start in enumerate(tqdm(starts, desc=f"render {prefix}", disable=not progress, leave=False)):
+    path = os.path.join(workdir, f"{prefix}_{i:05d}.npz")
+    chunk = units[start:start + render_batch]
+    if not os.path.exists(path):
+      result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
+                                 thresholds=thresholds, size=size, progress=False, **render_options)
+      with io.atomic_path(path) as tmp:
+        np.savez(tmp, images=io.to_uint8(result.images), units=np.asarray(chunk), thresholds=np.asarray(result.thresholds))
+    with np.load(path) as f:
+      out.append(f["images"].reshape(-1, *f["images"].shape[-3:]))
+  return np.concatenate(out).astype(np.float32) / 255.0
+
+
+def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequence[int], heldout_units: Sequence[int],
+        thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
+        natural_dir: str | None = None, num_heldout_photos: int = 4, heldout_photos: Sequence[str] | None = None,
+        heldout_crops: int = 16,
+        config: det.DetectorConfig = det.DetectorConfig(), steps: int = 1000, batch_size: int = 32,
+        tx: optax.GradientTransformation | None = None, natural_weight: float = training.NATURAL_WEIGHT,
+        checkpoint_every: int = 100, progress: bool = True, **render_options) -> dict:
+  """Renders the visualization pools, trains the detector, evaluates it.
+
+  Args:
+    model: the model whose class-logit visualizations the detector learns.
+    workdir: output folder; rerunning with the same workdir resumes.
+    key: PRNG key.
+    train_units, heldout_units: logits rendered for training / evaluation.
+    thresholds: render step counts kept as visualizations.
+    size: render size (default the model's input size).
+    render_batch: units rendered per batch.
+    natural_dir: an image folder (``root/<class>/<image>``) of natural images;
+      default the shipped photos with augmentation. Files are split 90/10 into
+      training and held-out images.
+    num_heldout_photos: shipped photos held out at random (when ``natural_dir`` is None).
+    heldout_photos: names of the shipped photos to hold out instead.
+    heldout_crops: augmented crops per held-out photo added to the held-out set.
+    config: detector architecture settings.
+    steps, batch_size, tx, natural_weight, checkpoint_every: training settings
+      (:func:`fvjax.fooling.training.train`).
+    progress: progress bars.
+    **render_options: passed to :func:`fvjax.optvis.render.render`.
+
+  Returns:
+    The metrics written to ``metrics.json``; the detector is in ``workdir/detector``.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  k_split, k_crops, k_render, k_held, k_train, k_init = jax.random.split(key, 6)
+  in_size = model.input_size[0]
+  if natural_dir:
+    paths, _, _ = data.image_folder(natural_dir)
+    order = np.asarray(jax.random.permutation(k_split, len(paths)))
+    n_held = max(1, len(paths) // 10)
+    natural = training.files_sampler([paths[i] for i in order[n_held:]], in_size)
+    heldout_natural = np.stack([data.load_image(paths[i], in_size) for i in order[:n_held]])
+    heldout_names = [paths[i] for i in order[:n_held]]
+  else:
+    train_photos, held, heldout_names = split_photos(k_split, in_size, num_heldout_photos, heldout_photos)
+    natural = training.pool_sampler(train_photos)
+    crops = np.asarray(data.augmented_crops(k_crops, held, heldout_crops, in_size))
+    heldout_natural = np.concatenate([held, crops])
+
+  opts = dict(thresholds=thresholds, size=size, render_batch=render_batch, progress=progress, **render_options)
+  train_fvs = render_pool(model, train_units, workdir, key=k_render, prefix="visualizations_train", **opts)
+  heldout_fvs = render_pool(model, heldout_units, workdir, key=k_held, prefix="visualizations_heldout", **opts)
+
+  out_dir = os.path.join(workdir, "detector")
+  if os.path.isfile(os.path.join(out_dir, "detector.json")):
+    detector, history = det.load(out_dir), []
+  else:
+    detector, history = training.train(
+        det.init(k_init, config), natural, training.pool_sampler(train_fvs), key=k_train, steps=steps,
+        batch_size=batch_size, tx=tx, natural_weight=natural_weight, state_dir=workdir,
+        checkpoint_every=checkpoint_every, progress=progress)
+    io.write_json(os.path.join(out_dir, HELDOUT_FILE), {"natural": heldout_names})
+    det.save(out_dir, detector)  # detector.json last: its presence marks a finished detector
+
+  metrics = {
+      "model": model.name,
+      "detector": os.path.abspath(out_dir),
+      "config": dataclasses.asdict(detector.config),
+      "thresholds": sorted(int(t) for t in thresholds),
+      "num_train_units": len(train_units),
+      "num_heldout_units": len(heldout_units),
+      "heldout_units": [int(u) for u in heldout_units],
+      "num_train_visualizations": int(len(train_fvs)),
+      "heldout_natural": heldout_names,
+      "num_heldout_natural": int(len(heldout_natural)),
+      "num_heldout_visualizations": int(len(heldout_fvs)),
+      "accuracy_natural": training.accuracy(detector, heldout_natural, 0),
+      "accuracy_visualization": training.accuracy(detector, heldout_fvs, 1),
+      "train_accuracy_visualization": training.accuracy(detector, train_fvs, 1),
+      "history": history,
+      "seconds": time.time() - start,
+  }
+  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  return metrics

@@ -1,0 +1,173 @@
+"""Training the natural-vs-visualization detector (paper 2.1) with optax.
+
+Each step sees a balanced batch: natural images (label 0) and feature
+visualizations (label 1), both augmented on device. Natural images get random
+resized crops, flips and colour jitter; visualizations get milder crops and,
+for half of them, the render transforms (pad, jitter, scale, rotate), because
+during a render the model (and so the detector) sees transformed images.
+
+The loop is resumable: the training state is checkpointed with orbax every
+``checkpoint_every`` steps and picked up again by the next call.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from fvjax import checkpoint
+from fvjax import data
+from fvjax.fooling import detector as det
+from fvjax.optvis import transforms as transforms_lib
+
+# Paper (unverified in its text): SGD, learning rate 0.01. Momentum is our choice.
+PAPER_LEARNING_RATE = 0.01
+OPTIMIZERS = ("sgd", "adam")
+NATURAL_WEIGHT = 4.0  # our choice (see make_step); the paper does not say
+
+# host rng, n -> [n,H,W,3] images in [0,1]
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
+
+
+class TrainState(NamedTuple):
+  variables: Any
+  opt_state: Any
+  step: jax.Array
+
+
+def optimizer(name: str = "sgd", learning_rate: float = PAPER_LEARNING_RATE,
+              momentum: float = 0.9) -> optax.GradientTransformation:
+  """The detector's optimiser: ``"sgd"`` (with momentum) or ``"adam"``."""
+  if name not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}.")
+  return optax.sgd(learning_rate, momentum=momentum) if name == "sgd" else optax.adam(learning_rate)
+
+
+def pool_sampler(pool: np.ndarray) -> Sampler:
+  """Draws images (with replacement) from an in-memory pool ``[N,H,W,3]``."""
+  pool = np.asarray(pool)
+  if pool.ndim != 4 or not len(pool):
+    raise ValueError(f"An image pool must be a non-empty [N,H,W,3] array; got shape {pool.shape}.")
+  return lambda rng, n: pool[rng.integers(0, len(pool), n)]
+
+
+def files_sampler(paths: list[str], size: int) -> Sampler:
+  """Draws image files (with replacement) and reads them at ``size`` (memory stays bounded)."""
+  if not paths:
+    raise ValueError("The list of natural image files is empty; accepted: at least one image file.")
+  return lambda rng, n: np.stack([data.load_image(paths[i], size) for i in rng.integers(0, len(paths), n)])
+
+
+def augment(key: jax.Array, natural: jax.Array, visualizations: jax.Array, size: int,
+            render_transforms: Callable[[jax.Array, jax.Array], jax.Array],
+            natural_min_scale: float = 0.25) -> tuple[jax.Array, jax.Array]:
+  """Augmented ``[b1+b2, size, size, 3]`` images and their labels (0 natural, 1 visualization)."""
+  kn, kv, kt, kc, kw, kg = jax.random.split(key, 6)
+  nat = data.augmented_crops(kn, natural, 1, size, min_scale=natural_min_scale, jitter=0.2)
+  gray = jax.random.bernoulli(kg, 0.2, (len(natural), 1, 1, 1))  # many natural photos are grayscale
+  nat = jnp.where(gray, jnp.broadcast_to(nat @ jnp.array([0.299, 0.587, 0.114])[:, None], nat.shape), nat)
+  plain = data.augmented_crops(kv, visualizations, 1, size, min_scale=0.8, jitter=0.05)
+  moved = data.augmented_crops(kc, render_transforms(kt, visualizations), 1, size, min_scale=0.8, jitter=0.05)
+  use = jax.random.bernoulli(kw, 0.5, (len(visualizations), 1, 1, 1))
+  images = jnp.concatenate([nat, jnp.where(use, moved, plain)])
+  labels = jnp.concatenate([jnp.zeros(len(natural)), jnp.ones(len(visualizations))])
+  return images, labels
+
+
+def make_step(config: det.DetectorConfig, tx: optax.GradientTransformation,
+              render_transforms: Callable[[jax.Array, jax.Array], jax.Array], natural_weight: float = 1.0):
+  """A jitted ``step(state, natural, visualizations, key) -> (state, loss, accuracy)``.
+
+  ``natural_weight`` scales the loss of natural images: a false "visualization"
+  on a natural image changes the manipulated model's output, a false "natural"
+  on a visualization only delays the fooling, so the default leans natural.
+  """
+  net = det.DetectorNet(config)
+
+  @jax.jit
+  def step(state, natural, visualizations, key):
+    ka, kd = jax.random.split(jax.random.fold_in(key, state.step))
+    images, labels = augment(ka, natural, visualizations, config.size, render_transforms)
+
+    def loss_fn(variables):
+      z = net.apply(variables, images, train=True, rngs={"dropout": kd})
+      weights = jnp.where(labels > 0.5, 1.0, natural_weight)
+      return jnp.sum(weights * optax.sigmoid_binary_cross_entropy(z, labels)) / jnp.sum(weights), z
+
+    (loss, z), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.variables)
+    updates, opt_state = tx.update(grads, state.opt_state, state.variables)
+    accuracy = jnp.mean((z > 0) == (labels > 0.5))
+    return TrainState(optax.apply_updates(state.variables, updates), opt_state, state.step + 1), loss, accuracy
+
+  return step
+
+
+def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, key: jax.Array, steps: int,
+          batch_size: int = 32, tx: optax.GradientTransformation | None = None,
+          render_transforms: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+          natural_weight: float = NATURAL_WEIGHT, state_dir: str | None = None, checkpoint_every: int = 100,
+          progress: bool = True) -> tuple[det.Detector, list[dict]]:
+  """Trains ``detector`` for ``steps`` balanced batches (resuming from ``state_dir``).
+
+  Args:
+    detector: the starting detector (e.g. :func:`fvjax.fooling.detector.init`).
+    natural: sampler of natural images (label 0).
+    visualizations: sampler of feature visualizations (label 1).
+    key: PRNG key (augmentation and dropout); host sampling is seeded from it.
+    steps: total optimisation steps.
+    batch_size: images per step, half of each kind.
+    tx: optax optimiser (default :func:`optimizer`).
+    render_transforms: transforms applied to half the visualizations
+      (default Lucid's standard transforms).
+    natural_weight: loss weight of natural images relative to visualizations.
+    state_dir: if given, the training state is checkpointed there and a rerun
+      resumes from the last checkpoint.
+    checkpoint_every: steps between checkpoints.
+    progress: progress bar.
+
+  Returns:
+    ``(trained detector, history)``; history holds ``{step, loss, accuracy}``
+    every ``checkpoint_every`` steps (of this call).
+  """
+  if batch_size < 2 or batch_size % 2:
+    raise ValueError(f"batch_size must be an even number >= 2 (half natural, half visualizations); got {batch_size}.")
+  tx = tx or optimizer()
+  render_transforms = render_transforms or transforms_lib.standard_transforms()
+  state = TrainState(detector.variables, tx.init(detector.variables), jnp.int32(0))
+  path = os.path.join(state_dir, "train_state") if state_dir else None
+  if path and os.path.isdir(path):
+    state = TrainState(*checkpoint.restore(path, like=tuple(state)))
+  step_fn = make_step(detector.config, tx, render_transforms, natural_weight)
+  start = int(state.step)
+  seed = _key_ints(key)
+  history, half = [], batch_size // 2
+  with tqdm(total=steps, initial=min(start, steps), desc="train detector", disable=not progress, leave=False) as bar:
+    for i in range(start, steps):
+      rng = np.random.default_rng([*seed, i])  # per step, so a resumed run draws what the full run drew
+      state, loss, acc = step_fn(state, jnp.asarray(natural(rng, half)), jnp.asarray(visualizations(rng, half)), key)
+      bar.update(1)
+      if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+        history.append({"step": i + 1, "loss": float(loss), "accuracy": float(acc)})
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+        if path:
+          checkpoint.save(path, tuple(state))
+  return det.Detector(jax.tree_util.tree_map(np.asarray, state.variables), detector.config), history
+
+
+def _key_ints(key: jax.Array) -> list[int]:
+  raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+  return np.asarray(raw).ravel().tolist()
+
+
+def accuracy(detector: det.Detector, images: np.ndarray, label: int, batch_size: int = 32) -> float:
+  """Fraction of ``images`` the hard-thresholded detector gives ``label`` (0 natural, 1 visualization)."""
+  fn = jax.jit(lambda v, x: det.is_visualization(detector.config, v, x))
+  preds = np.concatenate([np.asarray(fn(detector.variables, images[i:i + batch_size]))
+                          for i in range(0, len(images), batch_size)])
+  return float(np.mean(preds == label))

@@ -1,0 +1,83 @@
+r"""Train the natural-vs-visualization detector of the fooling circuit (paper 2.1).
+
+  python -m launch.train_detector --flagfile=launch/flags/fooling_demo.flags
+  python -m launch.train_detector --model=inception_v1 --weights=inception5h.pth \
+      --natural_dir=/data/imagenet/train --units=100-999 --heldout_units=0-99 \
+      --detector_size=224 --thresholds=4,8,16,32,64,128,256,512 --detector_steps=20000
+
+Renders class-logit visualizations of --units (training) and --heldout_units,
+trains the paper's small CNN against natural images, and writes into
+--workdir: detector/ (orbax weights + detector.json), the rendered chunks, and
+metrics.json (held-out accuracy on natural images and on visualizations of
+held-out units). Rerun the same command to resume a killed run.
+"""
+
+from absl import flags
+
+import launch
+import jax
+import numpy as np
+
+from fvjax import models
+from fvjax.experiments import train_detector
+from fvjax.fooling import detector as det
+from fvjax.fooling import training
+
+_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
+_UNITS = flags.DEFINE_list("units", [], "Logits whose visualizations train the detector "
+                           "(default: --num_units drawn at random).")
+_NUM_UNITS = flags.DEFINE_integer("num_units", 48, "Random training units when --units is empty.")
+_HELDOUT_UNITS = flags.DEFINE_list("heldout_units", [], "Logits held out for evaluation "
+                                   "(default: --num_heldout_units others drawn at random).")
+_NUM_HELDOUT_UNITS = flags.DEFINE_integer("num_heldout_units", 8, "Random held-out units when --heldout_units is empty.")
+_THRESHOLDS = flags.DEFINE_list("thresholds", list(map(str, train_detector.PAPER_THRESHOLDS)),
+                                "Render step counts whose snapshots are training visualizations.")
+_RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Visualization size (default: the model's input size).")
+_RENDER_BATCH = flags.DEFINE_integer("render_batch", 16, "Units rendered together.")
+_NATURAL_DIR = flags.DEFINE_string("natural_dir", None, "Image folder of natural images (default: the shipped photos).")
+_HELDOUT_PHOTOS = flags.DEFINE_integer("heldout_photos", 4, "Shipped photos held out at random (no --natural_dir).")
+_DETECTOR_SIZE = flags.DEFINE_integer("detector_size", det.PAPER_SIZE, "Detector input side (paper: 224).")
+_STEPS = flags.DEFINE_integer("detector_steps", 1000, "Detector training steps.")
+_BATCH = flags.DEFINE_integer("detector_batch", 32, "Images per step (half natural).")
+_OPTIMIZER = flags.DEFINE_enum("detector_optimizer", "sgd", list(training.OPTIMIZERS),
+                               "Paper: SGD (unverified); momentum 0.9 is our choice.")
+_LR = flags.DEFINE_float("detector_learning_rate", training.PAPER_LEARNING_RATE, "Paper: 0.01 (unverified).")
+_NATURAL_WEIGHT = flags.DEFINE_float("natural_weight", training.NATURAL_WEIGHT,
+                                     "Loss weight of natural images (false alarms change the model's output).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/train_detector", "Output folder (resumes if it exists).")
+
+
+def choose_units(num_classes, units, num_units, heldout, num_heldout, seed):
+  """Explicit unit lists, or disjoint random draws."""
+  rng = np.random.default_rng(seed)
+  heldout = launch.parse_units(heldout) or list(rng.choice(num_classes, num_heldout, replace=False))
+  rest = np.setdiff1d(np.arange(num_classes), heldout)
+  units = launch.parse_units(units) or list(rng.choice(rest, min(num_units, len(rest)), replace=False))
+  return [int(u) for u in units], [int(u) for u in heldout]
+
+
+def train(model, workdir):
+  """Trains (or resumes) a detector for ``model`` with this module's flags; returns its metrics."""
+  units, heldout = choose_units(model.num_classes, _UNITS.value, _NUM_UNITS.value, _HELDOUT_UNITS.value,
+                                _NUM_HELDOUT_UNITS.value, _SEED.value)
+  return train_detector.run(
+      model, workdir, key=jax.random.PRNGKey(_SEED.value), train_units=units, heldout_units=heldout,
+      thresholds=[int(t) for t in _THRESHOLDS.value], size=_RENDER_SIZE.value, render_batch=_RENDER_BATCH.value,
+      natural_dir=_NATURAL_DIR.value, num_heldout_photos=_HELDOUT_PHOTOS.value,
+      config=det.DetectorConfig(size=_DETECTOR_SIZE.value), steps=_STEPS.value, batch_size=_BATCH.value,
+      tx=training.optimizer(_OPTIMIZER.value, _LR.value), natural_weight=_NATURAL_WEIGHT.value)
+
+
+def main(argv):
+  del argv
+  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
+  metrics = train(models.load(_MODEL.value, **options), _WORKDIR.value)
+  print(f"held-out accuracy: natural {metrics['accuracy_natural']:.3f} "
+        f"({metrics['num_heldout_natural']} images), visualizations {metrics['accuracy_visualization']:.3f} "
+        f"({metrics['num_heldout_visualizations']} images); wrote {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  launch.run(main)

@@ -1,0 +1,164 @@
+"""The fooling circuit (paper 2.1): the gate, the circuit record, the detector,
+and the whole construction on the real EfficientNet-Lite0."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fvjax import data
+from fvjax import models
+from fvjax.experiments import fooling_circuit
+from fvjax.experiments import train_detector
+from fvjax.fooling import circuit
+from fvjax.fooling import detector as det
+from fvjax.fooling import training
+from fvjax.optvis import render
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def constant_detector(says_visualization: bool, size: int = 16) -> det.Detector:
+  """A detector whose logit is +-50 whatever the image (zero kernel, biased output)."""
+  d = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=size))
+  params = jax.tree_util.tree_map(np.zeros_like, d.variables)
+  params["params"]["Dense_0"]["bias"] = np.full((1,), 50.0 if says_visualization else -50.0, np.float32)
+  return det.Detector(params, d.config)
+
+
+def test_gate_is_f_on_natural_and_d_on_visualizations_with_gradient_only_through_d():
+  f = jnp.array([[3.0, -2.0, 40.0]])
+  d = jnp.array([[-7.0, 5.0, 1.0]])
+  np.testing.assert_allclose(circuit.gate(f, d, jnp.zeros(1)), f + 100, rtol=1e-6)
+  np.testing.assert_allclose(circuit.gate(f, d, jnp.ones(1)), d + 100, rtol=1e-6)
+  gf, gd = jax.grad(lambda f, d: circuit.gate(f, d, jnp.ones(1)).sum(), argnums=(0, 1))(f, d)
+  assert np.all(np.asarray(gf) == 0) and np.all(np.asarray(gd) == 1)
+  gf, gd = jax.grad(lambda f, d: circuit.gate(f, d, jnp.zeros(1)).sum(), argnums=(0, 1))(f, d)
+  assert np.all(np.asarray(gf) == 1) and np.all(np.asarray(gd) == 0)
+
+
+def test_detector_decision_is_a_step_without_gradient():
+  d = det.init(jax.random.PRNGKey(1), det.DetectorConfig(size=32))
+  x = jax.random.uniform(jax.random.PRNGKey(2), (2, 40, 40, 3))
+  e = det.is_visualization(d.config, d.variables, x)
+  assert set(np.asarray(e).tolist()) <= {0.0, 1.0}
+  g = jax.grad(lambda x: det.is_visualization(d.config, d.variables, x).sum())(x)
+  assert np.all(np.asarray(g) == 0)
+  assert det.logits(d.config, d.variables, x).shape == (2,)
+
+
+@pytest.mark.parametrize("says_visualization", [False, True])
+def test_circuit_record_permutation_on_a_subset(says_visualization):
+  model = models.load("tiny_cnn")
+  x = jnp.asarray(data.sample_photos(64, ["coffee", "chelsea"])[0])
+  f = np.asarray(model.apply(model.params, x)[0])
+  fooled = circuit.circuit(model, constant_detector(says_visualization), circuit.permutation(3), units=[0, 2])
+  a, acts = fooled.apply(fooled.params, x)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(acts["logits"]))
+  expected = f + 100
+  if says_visualization:
+    expected[:, [0, 2]] = f[:, [3, 5]] + 100
+  np.testing.assert_allclose(np.asarray(a), expected, atol=1e-4)
+  assert model.params is fooled.params["model"]  # the original record is untouched
+
+
+def test_circuit_image_target_is_the_linear_unit():
+  model = models.load("tiny_cnn")
+  target = data.sample_photos(32, ["astronaut"])[0][0]
+  fooled = circuit.circuit(model, constant_detector(True), circuit.image_target(target))
+  x = jnp.asarray(data.sample_photos(64, ["coffee"])[0])
+  a = np.asarray(fooled.apply(fooled.params, x)[0])
+  big = np.asarray(jax.image.resize(jnp.asarray(target), (64, 64, 3), "linear"))
+  d = np.sum(np.asarray(model.preprocess(x))[0] * np.asarray(model.preprocess(big))) / (64 * 64)
+  np.testing.assert_allclose(a[0], d + 100, rtol=1e-5)
+
+
+def test_bad_targets_and_units_are_one_sentence():
+  model = models.load("tiny_cnn")
+  with pytest.raises(ValueError, match="logit indices in 0..9"):
+    circuit.circuit(model, constant_detector(True), circuit.permutation(1), units=[10])
+  with pytest.raises(ValueError, match=r"\[H,W,3\] with values in \[0,1\]"):
+    circuit.image_target(np.full((8, 8, 3), 255.0))
+  with pytest.raises(FileNotFoundError, match="launch.train_detector"):
+    det.load("/nonexistent/detector")
+
+
+def test_pearson_matches_numpy():
+  rng = np.random.default_rng(0)
+  a, b = rng.random((3, 8, 8, 3)), rng.random((3, 8, 8, 3))
+  want = [np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(3)]
+  np.testing.assert_allclose(circuit.pearson(a, b), want, rtol=1e-5)
+  np.testing.assert_allclose(circuit.pearson(a[:1], a[0]), [1.0], rtol=1e-6)
+
+
+def test_detector_save_load_and_training_resumes(tmp_path):
+  rng = np.random.default_rng(0)
+  natural = training.pool_sampler(rng.random((4, 24, 24, 3)).astype(np.float32))
+  fvs = training.pool_sampler(np.full((4, 24, 24, 3), 0.5, np.float32))
+  start = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=16))
+  kw = dict(key=jax.random.PRNGKey(1), batch_size=4, tx=training.optimizer("adam", 1e-3),
+            state_dir=str(tmp_path), checkpoint_every=2, progress=False)
+  full, _ = training.train(start, natural, fvs, steps=4, **kw)
+  # A "killed" run: 2 steps, then a new call continues to 4 from the checkpoint.
+  other = tmp_path / "resumed"
+  kw["state_dir"] = str(other)
+  training.train(start, natural, fvs, steps=2, **kw)
+  resumed, history = training.train(start, natural, fvs, steps=4, **kw)
+  assert [h["step"] for h in history] == [4]
+  for a, b in zip(jax.tree_util.tree_leaves(full.variables), jax.tree_util.tree_leaves(resumed.variables)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  det.save(tmp_path / "det", full)
+  again = det.load(tmp_path / "det")
+  assert again.config == full.config
+  x = jnp.asarray(rng.random((2, 30, 30, 3)), jnp.float32)
+  np.testing.assert_array_equal(det.logits(full.config, full.variables, x), det.logits(again.config, again.variables, x))
+
+
+@pytest.mark.slow
+def test_real_model_keeps_natural_behaviour_and_shows_the_target(lite0, tmp_path):
+  # A small detector: 16 class units rendered at 64 px, trained for 400 steps;
+  # four object photos (never seen in training) and their crops are held out.
+  units = [int(u) for u in np.random.default_rng(0).choice(1000, 20, replace=False)]
+  metrics = train_detector.run(
+      lite0, str(tmp_path / "det"), key=jax.random.PRNGKey(0), train_units=units[:16], heldout_units=units[16:],
+      thresholds=(4, 8, 16, 32, 64), size=64, render_batch=16, heldout_photos=("chelsea", "coffee", "rocket", "clock"),
+      heldout_crops=16, config=det.DetectorConfig(size=64), steps=400, tx=training.optimizer("adam", 1e-3),
+      progress=False)
+  assert metrics["accuracy_visualization"] >= 0.8, metrics
+  detector = det.load(metrics["detector"])
+  held = data.sample_photos(224, ["chelsea", "coffee", "rocket", "clock"])[0]
+  natural = np.concatenate([held, np.asarray(data.augmented_crops(jax.random.PRNGKey(5), held, 16, 224))])
+  target = data.sample_photos(64, ["astronaut"])[0][0]
+  out = fooling_circuit.run(lite0, detector, circuit.image_target(target), str(tmp_path / "fool"),
+                            key=jax.random.PRNGKey(3), units=[1, 281, 967], natural_images=natural,
+                            thresholds=(8, 16, 32), size=64, progress=False)
+  assert out["natural_top1_agreement"] >= 0.99, out
+  assert out["target_similarity_manipulated"] > out["target_similarity_original"] + 0.3, out
+  assert out["target_similarity_manipulated"] > 0.4, out
+  for name in ("comparison.png", "trajectory.png", "metrics.json"):
+    assert (tmp_path / "fool" / name).exists()
+
+
+def test_launch_trains_a_detector_then_fools_and_resumes(tmp_path):
+  args = [sys.executable, "-m", "launch.fooling_circuit", "--model=tiny_cnn", "--num_units=4",
+          "--num_heldout_units=2", "--thresholds=2,4", "--detector_size=16", "--detector_steps=4",
+          "--detector_batch=4", "--heldout_photos=2", "--natural_crops=1", "--show_units=0,1", "--steps=2,4",
+          "--offset=3", f"--workdir={tmp_path}"]
+  out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  for key in ("natural_top1_agreement", "natural_max_abs_logit_diff", "detector_accuracy_natural",
+              "detector_accuracy_visualization", "target_similarity_manipulated", "target_similarity_original"):
+    assert key in metrics, key
+  assert metrics["num_natural_images"] == 4  # two held-out photos and a crop of each
+  chunk = tmp_path / "detector_training" / "visualizations_train_00000.npz"
+  before = chunk.stat().st_mtime_ns
+  again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0 and chunk.stat().st_mtime_ns == before
+  bad = subprocess.run(args[:-2] + [f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and "error: Give exactly one target" in bad.stderr and "Traceback" not in bad.stderr
