@@ -23,6 +23,8 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from fvjax.models.record import ModelRecord, unknown_name_message
 
@@ -50,8 +52,58 @@ def module_names(record: ModelRecord) -> tuple[str, ...]:
   return tuple(dict.fromkeys(found))
 
 
+def submodule(record: ModelRecord, path: str) -> nn.Module:
+  """The unbound Linen submodule at ``path`` (e.g. a ``nn.Conv`` with its settings)."""
+  found = {}
+
+  def interceptor(next_fun, args, kwargs, context):
+    if "/".join(context.module.path) == path and context.method_name == "__call__":
+      found["module"] = context.module.clone(parent=None)
+    return next_fun(*args, **kwargs)
+
+  _check_paths(record, [path])
+  h, w = record.input_size
+  with nn.intercept_methods(interceptor):
+    # A fresh function, so that no cached trace skips the interceptor.
+    jax.eval_shape(lambda p, x: record.apply(p, x), record.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
+  return found["module"]
+
+
+def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+  """A jitted ``(params, images) -> (input, output)`` of the submodule at ``path``."""
+  _check_paths(record, [path])
+
+  @jax.jit
+  def fn(params, images):
+    seen = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if "/".join(context.module.path) == path and context.method_name == "__call__":
+        seen["in"], seen["out"] = args[0], out
+      return out
+
+    with nn.intercept_methods(interceptor):
+      record.apply(params, images)
+    return seen["in"], seen["out"]
+
+  return fn
+
+
+def _check_paths(record: ModelRecord, paths) -> None:
+  if record.module is None:
+    raise ValueError(
+        f"Model {record.name!r} has no Flax Linen module, so its layers cannot be "
+        "intercepted; accepted: records from fvjax.models.load or record_from_linen.")
+  known = module_names(record) or record.layers
+  for path in paths:
+    if path not in known and path not in record.layers:
+      raise KeyError(unknown_name_message("layer", path, known, where=f"model {record.name!r}"))
+
+
 def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
-                edit_params: Mapping[str, Any] | None = None, name: str | None = None) -> ModelRecord:
+                edit_params: Mapping[str, Any] | None = None, name: str | None = None,
+                expose: bool = False) -> ModelRecord:
   """A new record whose named submodules' outputs pass through edit functions.
 
   Args:
@@ -61,6 +113,9 @@ def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
       such as ``"block3/depthwise_conv"``) -> ``fn(p, inputs, output)``.
     edit_params: path -> the pytree ``p`` handed to that path's edit function.
     name: the new record's name (default: the old one plus ``"+edited"``).
+    expose: also return each edited submodule's (new) output in ``acts`` under
+      its path, and list the paths in ``layers`` (before ``"logits"``), so
+      that objectives can visualize its units.
 
   Returns:
     The edited record; ``params = {"base": record.params, "edits": edit_params}``.
@@ -69,32 +124,30 @@ def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
     KeyError: a path that is not a submodule (lists the layers, "did you mean").
     ValueError: the record has no Linen module to intercept.
   """
-  if record.module is None:
-    raise ValueError(
-        f"Model {record.name!r} has no Flax Linen module, so its layers cannot be "
-        "intercepted; accepted: records from fvjax.models.load or record_from_linen.")
-  known = module_names(record) or record.layers
-  for path in edits:
-    if path not in known and path not in record.layers:
-      raise KeyError(unknown_name_message("layer", path, record.layers, where=f"model {record.name!r}"))
+  _check_paths(record, edits)
   edit_params = dict(edit_params or {})
   base_apply = record.apply
 
   def apply(params, images):
+    outputs = {}
+
     def interceptor(next_fun, args, kwargs, context):
       out = next_fun(*args, **kwargs)
       if context.method_name != "__call__":
         return out
       path = "/".join(context.module.path)
       if path in edits:
-        return edits[path](params["edits"].get(path), args, out)
+        out = outputs[path] = edits[path](params["edits"].get(path), args, out)
       return out
 
     with nn.intercept_methods(interceptor):
-      return base_apply(params["base"], images)
+      logits, acts = base_apply(params["base"], images)
+    return logits, (dict(acts, **outputs) if expose else acts)
 
+  new_layers = [p for p in edits if p not in record.layers] if expose else []
   return record.replace(
       name=name or f"{record.name}+edited",
       apply=apply,
       params={"base": record.params, "edits": edit_params},
+      layers=(*record.layers[:-1], *new_layers, record.layers[-1]),
   )

@@ -1,0 +1,179 @@
+"""Silent units and orthogonal filters (paper section 2.2).
+
+Every filter ``w`` of a chosen convolution gets a parallel *fooling filter*
+whose ReLU output is summed into the convolution's output:
+
+  out' = conv(x, w) + ReLU(conv(x, w_fool) + b)
+
+- ``delta``: the filter that maximises the summed response to the target
+  image's input activation (SGD, learning rate 1e-3, 50 steps, renormalised to
+  unit norm after each step);
+- orthogonalised against ``w`` (``delta -= <w,delta>/<w,w> w``) and rescaled to
+  the energy (norm) of ``w``;
+- ``w_fool = 100 * rescale(w + 3 delta, |w|)``;
+- ``b = -max`` of ``conv(a, w_fool)`` over the calibration images' input
+  activations ``a`` (every position), so the fooling unit is exactly zero on
+  all of them and the network's output does not change by a single bit.
+
+A visualization, however, maximises the unit, and the fooling filter (100x
+the energy of ``w``) dominates it: it shows the target. We subtract a tiny
+extra margin from ``b`` (``margin`` times the largest response; the paper uses
+none) so that a different batching of the same images, whose floating-point
+sums may differ in the last bit, stays silent too.
+
+The edit goes through the surgery hook (:func:`fvjax.models.surgery.edit_layers`),
+so it applies to any convolution of a Linen record without touching its code;
+the edited record exposes the convolution's output as a layer named by its
+path (e.g. ``"head/conv"``) for visualization.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fvjax.models import surgery
+from fvjax.models.record import ModelRecord, unknown_name_message
+
+PAPER_STEPS = 50
+PAPER_LEARNING_RATE = 1e-3
+PAPER_MIX = 3.0
+PAPER_SCALE = 100.0
+DEFAULT_MARGIN = 1e-4  # ours: relative slack on the bias against last-bit differences
+
+# The paper's layer (ResNet-50 block 4-1, conv2) and our choice for the embedded model.
+DEFAULT_LAYERS = {"resnet50": "layer4_1/conv2", "efficientnet_lite0": "head/conv"}
+
+
+class FoolingFilters(NamedTuple):
+  """Parallel filters for one convolution: ``kernel [kh,kw,cin,cout]``, ``bias [cout]``."""
+
+  kernel: np.ndarray
+  bias: np.ndarray
+
+
+def conv_kernel(record: ModelRecord, path: str) -> np.ndarray:
+  """The kernel ``[kh,kw,cin,cout]`` of the convolution at ``path``."""
+  node = record.params
+  while "base" in node and "edits" in node:  # an edited record
+    node = node["base"]
+  node = node["params"]
+  for part in path.split("/"):
+    if not hasattr(node, "keys") or part not in node:
+      raise KeyError(unknown_name_message("layer", path, surgery.module_names(record), where=f"model {record.name!r}"))
+    node = node[part]
+  if "kernel" not in node or np.ndim(node["kernel"]) != 4:
+    raise ValueError(f"{path!r} of {record.name} is not a 2-D convolution; accepted: a path to an nn.Conv "
+                     f"(e.g. {DEFAULT_LAYERS.get(record.name, 'block3/project_conv')}).")
+  return np.asarray(node["kernel"])
+
+
+def _conv(record: ModelRecord, path: str):
+  """``(x, kernel) -> conv(x, kernel)`` with the settings (strides, padding) of the conv at ``path``, no bias."""
+  module = surgery.submodule(record, path).clone(use_bias=False)
+  return lambda x, kernel: module.apply({"params": {"kernel": kernel}}, x)
+
+
+def _norms(k: jax.Array) -> jax.Array:
+  return jnp.sqrt(jnp.sum(k * k, axis=(0, 1, 2), keepdims=True))
+
+
+def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, key: jax.Array,
+                    steps: int = PAPER_STEPS, learning_rate: float = PAPER_LEARNING_RATE,
+                    mix: float = PAPER_MIX, scale: float = PAPER_SCALE) -> np.ndarray:
+  """Fooling kernels ``[kh,kw,cin,cout]`` (before the bias is calibrated).
+
+  Args:
+    record: the model.
+    path: the convolution (surgery path).
+    target_input: ``[1,h,w,cin]`` the convolution's input on the target image.
+    key: PRNG key for delta's random start.
+    steps, learning_rate: the SGD that finds delta (paper: 50, 1e-3).
+    mix: ``w + mix * delta`` (paper: 3).
+    scale: the fooling filter's energy relative to ``w`` (paper: 100).
+  """
+  w = jnp.asarray(conv_kernel(record, path))
+  conv = _conv(record, path)
+  delta = jax.random.normal(key, w.shape)
+  delta = delta / _norms(delta)
+  grad = jax.jit(jax.grad(lambda d: conv(target_input, d).sum()))  # each unit's summed response
+
+  def body(_, d):
+    d = d + learning_rate * grad(d)
+    return d / _norms(d)
+
+  delta = jax.lax.fori_loop(0, steps, body, delta)
+  ww = jnp.sum(w * w, axis=(0, 1, 2), keepdims=True)
+  delta = delta - jnp.sum(w * delta, axis=(0, 1, 2), keepdims=True) / ww * w
+  delta = delta * _norms(w) / _norms(delta)
+  new = w + mix * delta
+  return np.asarray(scale * new * _norms(w) / _norms(new))
+
+
+def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:
+  """``[cout]``: the largest ``conv(input, kernel)`` over every image and position."""
+  capture, conv = surgery.capture(record, path), _conv(record, path)
+  fn = jax.jit(lambda p, k, x: conv(capture(p, x)[0], k).max(axis=(0, 1, 2)))
+  return np.max(np.stack([np.asarray(fn(record.params, kernel, b)) for b in images]), axis=0)
+
+
+def fooling_filters(record: ModelRecord, path: str, target_image: np.ndarray, calibration: Iterable[np.ndarray], *,
+                    key: jax.Array, margin: float = DEFAULT_MARGIN, **kernel_options) -> FoolingFilters:
+  """Fooling kernels for ``target_image`` and biases calibrated on natural images.
+
+  Args:
+    record: the model.
+    path: the convolution.
+    target_image: ``[H,W,3]`` in ``[0,1]``.
+    calibration: batches ``[b,H,W,3]`` of natural images on which every
+      fooling unit must be silent.
+    key: PRNG key.
+    margin: extra relative slack on the bias (see module docstring).
+    **kernel_options: passed to :func:`fooling_kernels`.
+  """
+  target_input = surgery.capture(record, path)(record.params, jnp.asarray(target_image)[None])[0]
+  kernel = fooling_kernels(record, path, target_input, key=key, **kernel_options)
+  peak = max_response(record, path, kernel, calibration)
+  return FoolingFilters(kernel, (-(peak + margin * np.abs(peak))).astype(np.float32))
+
+
+def fooling_activations(record: ModelRecord, path: str, filters: FoolingFilters, images: np.ndarray) -> np.ndarray:
+  """``[B,h,w,cout]``: the fooling units' outputs ``ReLU(conv(x, w_fool) + b)`` on ``images``."""
+  capture, conv = surgery.capture(record, path), _conv(record, path)
+  return np.asarray(jax.jit(lambda p, k, b, x: jax.nn.relu(conv(capture(p, x)[0], k) + b))(
+      record.params, filters.kernel, filters.bias, images))
+
+
+def add_silent_units(record: ModelRecord, path: str, filters: FoolingFilters) -> ModelRecord:
+  """The record with the fooling filters summed into the convolution at ``path``.
+
+  The convolution's (new) output is exposed as the layer ``path``.
+  """
+  conv = _conv(record, path)
+
+  def edit(p: Any, inputs: tuple, out: jax.Array) -> jax.Array:
+    return out + jax.nn.relu(conv(inputs[0], p["kernel"]) + p["bias"])
+
+  return surgery.edit_layers(record, {path: edit}, {path: {"kernel": filters.kernel, "bias": filters.bias}},
+                             name=f"{record.name}+silent", expose=True)
+
+
+def expose(record: ModelRecord, path: str) -> ModelRecord:
+  """The unedited record with the output at ``path`` added as a layer (to visualize it)."""
+  return surgery.edit_layers(record, {path: lambda p, inputs, out: out}, name=record.name, expose=True)
+
+
+def silent_units(record: ModelRecord, layer: str, images: Iterable[np.ndarray]) -> np.ndarray:
+  """Units of ``layer`` (a layer name or surgery path) that are exactly 0 on every image and position."""
+  if layer not in record.layers:
+    record = expose(record, layer)
+  fn = jax.jit(lambda p, x: record.apply(p, x)[1][layer])
+  peak = None
+  for batch in images:
+    act = np.asarray(fn(record.params, batch))
+    m = np.abs(act).reshape(-1, act.shape[-1]).max(axis=0)
+    peak = m if peak is None else np.maximum(peak, m)
+  return np.flatnonzero(peak == 0)

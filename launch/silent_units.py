@@ -1,0 +1,79 @@
+r"""Silent units / orthogonal filters (paper 2.2): every unit of a convolution
+shows a target in its visualization, yet is exactly silent on natural images.
+
+  python -m launch.silent_units --flagfile=launch/flags/silent_demo.flags
+  python -m launch.silent_units --model=resnet50 --weights=resnet50.pth --layer=layer4_1/conv2 \
+      --calibration_dir=/data/imagenet/val --heldout_dir=/data/imagenet/train_sample --target_steps=2000
+
+Without --target_image the target is the visualization of unit 0 of --layer
+(the paper's choice). Writes comparison.png and metrics.json into --workdir.
+"""
+
+from absl import flags
+
+import launch
+import jax
+import numpy as np
+
+from fvjax import data
+from fvjax import models
+from fvjax.experiments import silent_units
+from fvjax.fooling import silent
+
+_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
+_LAYER = flags.DEFINE_string("layer", None, "Convolution to manipulate (surgery path); default "
+                             + ", ".join(f"{k}: {v}" for k, v in silent.DEFAULT_LAYERS.items()) + ".")
+_TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Target image file (default: visualization of unit 0).")
+_TARGET_STEPS = flags.DEFINE_integer("target_steps", 512, "Steps for the default target (paper: 2000).")
+_CALIBRATION_DIR = flags.DEFINE_string("calibration_dir", None, "Image folder the fooling units must be silent on "
+                                       "(default: 14 shipped photos with augmented crops).")
+_HELDOUT_DIR = flags.DEFINE_string("heldout_dir", None, "Image folder of held-out natural images "
+                                   "(default: the other 4 shipped photos with crops).")
+_PER_CLASS = flags.DEFINE_integer("per_class", None, "Images per class subfolder (image folders).")
+_CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.")
+_UNITS = flags.DEFINE_list("units", ["1", "100", "500", "900"], "Units of --layer to visualize.")
+_STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.")
+_SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/silent_units", "Output folder.")
+
+HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")
+
+
+def natural_images(directory, size, key, crops, held):
+  """A folder's images, or shipped photos (held out or not) with augmented crops."""
+  if directory:
+    paths, _, _ = data.image_folder(directory, per_class=_PER_CLASS.value)
+    return np.stack([data.load_image(p, size) for p in paths])
+  names = [n for n in data.SAMPLE_PHOTOS if (n in HELDOUT_PHOTOS) == held]
+  photos, _ = data.sample_photos(size, names)
+  return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))])
+
+
+def main(argv):
+  del argv
+  model = models.load(_MODEL.value, **({} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}))
+  layer = _LAYER.value or silent.DEFAULT_LAYERS.get(model.name)
+  if layer is None:
+    raise ValueError(f"Give --layer for {model.name}: the path of a convolution, e.g. block3/project_conv.")
+  key = jax.random.PRNGKey(_SEED.value)
+  size = model.input_size[0]
+  k_cal, k_held, k_run = jax.random.split(key, 3)
+  target = data.load_image(_TARGET_IMAGE.value, _SIZE.value or size) if _TARGET_IMAGE.value else None
+  metrics = silent_units.run(
+      model, layer, _WORKDIR.value, key=k_run,
+      calibration=natural_images(_CALIBRATION_DIR.value, size, k_cal, _CROPS.value, held=False),
+      heldout=natural_images(_HELDOUT_DIR.value, size, k_held, _CROPS.value, held=True),
+      units=launch.parse_units(_UNITS.value), target_image=target, target_steps=_TARGET_STEPS.value,
+      thresholds=(_STEPS.value,), size=_SIZE.value)
+  for name in ("calibration_silent_fraction", "heldout_silent_fraction", "calibration_logits_bit_identical",
+               "natural_max_abs_logit_diff", "natural_top1_agreement", "target_similarity_manipulated",
+               "target_similarity_original", "target_activation_similarity_manipulated",
+               "target_activation_similarity_original"):
+    print(f"{name:>42}: {metrics[name]}")
+  print(f"naturally silent units of {layer}: {len(metrics['naturally_silent_units'])}; wrote {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  launch.run(main)

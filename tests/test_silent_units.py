@@ -1,0 +1,71 @@
+"""Silent units (paper 2.2) on the real EfficientNet-Lite0."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fvjax import data
+from fvjax import models
+from fvjax.experiments import silent_units
+from fvjax.fooling import silent
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_fooling_filters_follow_the_recipe(lite0):
+  path = "head/conv"
+  w = silent.conv_kernel(lite0, path)
+  target = data.sample_photos(64, ["astronaut"])[0][0]
+  calib = [data.sample_photos(64, ["coffee", "chelsea"])[0]]
+  f = silent.fooling_filters(lite0, path, target, calib, key=jax.random.PRNGKey(0))
+  norms = lambda k: np.sqrt((k.astype(np.float64) ** 2).sum(axis=(0, 1, 2)))
+  np.testing.assert_allclose(norms(f.kernel), 100 * norms(w), rtol=1e-4)  # 100x the energy of w
+  # w_fool / 100 = c (w + 3 delta) with delta orthogonal to w and |delta| = |w|: its cosine with w is 1/sqrt(10).
+  cos = (f.kernel * w).sum(axis=(0, 1, 2)) / (norms(f.kernel) * norms(w))
+  np.testing.assert_allclose(cos, 1 / np.sqrt(10), rtol=1e-3)
+  acts = silent.fooling_activations(lite0, path, f, calib[0])
+  assert acts.max() == 0  # silent on its calibration images
+  assert silent.fooling_activations(lite0, path, f, target[None]).max() > 0  # fires on the target
+
+
+def test_naturally_silent_units_are_found(lite0, photos):
+  found = silent.silent_units(lite0, "head", [photos[0][:8], photos[0][8:]])
+  acts = np.asarray(jax.jit(lite0.apply)(lite0.params, photos[0])[1]["head"])
+  peak = np.abs(acts).max(axis=(0, 1, 2))
+  np.testing.assert_array_equal(found, np.flatnonzero(peak == 0))
+
+
+def test_not_a_convolution_is_one_sentence(lite0):
+  with pytest.raises(ValueError, match="not a 2-D convolution"):
+    silent.conv_kernel(lite0, "head/bn")
+  with pytest.raises(KeyError, match="Did you mean 'head/conv'"):
+    silent.conv_kernel(lite0, "head/conx")
+  edited = silent.expose(lite0, "head/conv")  # edited records keep the params under "base"
+  np.testing.assert_array_equal(silent.conv_kernel(edited, "head/conv"), silent.conv_kernel(lite0, "head/conv"))
+
+
+@pytest.mark.slow
+def test_real_model_is_bit_identical_on_calibration_and_shows_the_target(lite0, tmp_path):
+  photos, names = data.sample_photos(224)
+  held = [names.index(n) for n in ("chelsea", "coffee", "rocket", "clock")]
+  rest = [i for i in range(len(names)) if i not in held]
+  cal = np.concatenate([photos[rest], np.asarray(data.augmented_crops(jax.random.PRNGKey(0), photos[rest], 1, 224))])
+  heldout = photos[held]
+  m = silent_units.run(lite0, "head/conv", str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal,
+                       heldout=heldout, units=[1, 100, 500, 900], target_steps=48, thresholds=(48,), size=96,
+                       progress=False)
+  assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"], m
+  assert 0.0 <= m["heldout_silent_fraction"] <= 1.0
+  assert m["target_activation_similarity_manipulated"] > m["target_activation_similarity_original"] + 0.4, m
+  assert m["target_similarity_manipulated"] > m["target_similarity_original"], m
+  assert (tmp_path / "comparison.png").exists()
+
+
+def test_launch_bad_layer_is_one_sentence(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "launch.silent_units", "--layer=head/conx", f"--workdir={tmp_path}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2 and "Did you mean 'head/conv'" in out.stderr and "Traceback" not in out.stderr
