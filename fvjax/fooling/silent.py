@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fvjax.models import surgery
-from fvjax.models.record import ModelRecord, unknown_name_message
+from fvjax.models.record import ModelRecord
 
 PAPER_STEPS = 50
 PAPER_LEARNING_RATE = 1e-3
@@ -57,24 +57,18 @@ class FoolingFilters(NamedTuple):
 
 def conv_kernel(record: ModelRecord, path: str) -> np.ndarray:
   """The kernel ``[kh,kw,cin,cout]`` of the convolution at ``path``."""
-  node = record.params
-  while "base" in node and "edits" in node:  # an edited record
-    node = node["base"]
-  node = node["params"]
-  for part in path.split("/"):
-    if not hasattr(node, "keys") or part not in node:
-      raise KeyError(unknown_name_message("layer", path, surgery.module_names(record), where=f"model {record.name!r}"))
-    node = node[part]
+  node = surgery.layer_params(record, path)
   if "kernel" not in node or np.ndim(node["kernel"]) != 4:
-    raise ValueError(f"{path!r} of {record.name} is not a 2-D convolution; accepted: a path to an nn.Conv "
+    raise ValueError(f"{path!r} of {record.name} is not a 2-D convolution; accepted: a path to a Conv "
                      f"(e.g. {DEFAULT_LAYERS.get(record.name, 'block3/project_conv')}).")
   return np.asarray(node["kernel"])
 
 
 def _conv(record: ModelRecord, path: str):
   """``(x, kernel) -> conv(x, kernel)`` with the settings (strides, padding) of the conv at ``path``, no bias."""
-  module = surgery.submodule(record, path).clone(use_bias=False)
-  return lambda x, kernel: module.apply({"params": {"kernel": kernel}}, x)
+  call, params = surgery.call_layer(record, path), surgery.layer_params(record, path)
+  no_bias = {"bias": np.zeros_like(params["bias"])} if "bias" in params else {}
+  return lambda x, kernel: call(dict(no_bias, kernel=kernel), x)
 
 
 def _norms(k: jax.Array) -> jax.Array:

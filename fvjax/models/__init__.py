@@ -5,5 +5,6 @@ params (a plain nested dict) and metadata; see :mod:`fvjax.models.record`.
 """
 
 from fvjax.models.linen import record_from_linen
+from fvjax.models.nnx import record_from_nnx
 from fvjax.models.record import ModelRecord, check_images, unknown_name_message
 from fvjax.models.registry import describe, load, names

@@ -1,10 +1,13 @@
-"""The surgery hook: replace the output of any named layer of a Linen model.
+"""The surgery hook: replace the output of any named layer of a Flax model.
 
 Fooling constructions (:mod:`fvjax.fooling`) change what a layer outputs
-without touching the model's code: ``flax.linen.intercept_methods`` wraps every
-submodule call, and for the submodules named in ``edits`` the wrapper hands the
-original output to an edit function whose return value replaces it. Everything
-downstream (later layers, ``acts``, logits) sees the edited value.
+without touching the model's code. For Linen records
+``flax.linen.intercept_methods`` wraps every submodule call; for NNX records
+(:mod:`fvjax.models.nnx`) the submodule is swapped for a wrapper on a freshly
+merged copy of the model. Either way, for the submodules named in ``edits``
+the original output goes to an edit function whose return value replaces it,
+and everything downstream (later layers, ``acts``, logits) sees the edited
+value.
 
 Edits are pure: :func:`edit_layers` returns a *new* record whose params are
 ``{"base": old_params, "edits": edit_params}``; the old record is untouched.
@@ -22,20 +25,35 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from flax import nnx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fvjax.models import nnx as nnx_lib
 from fvjax.models.record import ModelRecord, unknown_name_message
 
 # (edit_params, layer_inputs: tuple, layer_output) -> new layer output
 EditFn = Callable[[Any, tuple, Any], Any]
 
 
+def _is_nnx(record: ModelRecord) -> bool:
+  return isinstance(record.module, nnx_lib.NnxModule)
+
+
+def _base_params(record: ModelRecord) -> Any:
+  params = record.params
+  while "base" in params and "edits" in params:  # an already-edited record
+    params = params["base"]
+  return params
+
+
 def module_names(record: ModelRecord) -> tuple[str, ...]:
-  """Every submodule path of a Linen record, ``"/"``-joined (e.g. ``block3/bn1``)."""
+  """Every submodule path of a Flax record, ``"/"``-joined (e.g. ``block3/bn1``)."""
   if record.module is None:
     return ()
+  if _is_nnx(record):
+    return nnx_lib.module_paths(record.module)
   found = []
 
   def collect(tree, prefix):
@@ -45,14 +63,42 @@ def module_names(record: ModelRecord) -> tuple[str, ...]:
         found.append(path)
         collect(v, path)
 
-  params = record.params
-  while "base" in params and "edits" in params:  # an already-edited record
-    params = params["base"]
-  collect(params.get("params", {}), "")
+  collect(_base_params(record).get("params", {}), "")
   return tuple(dict.fromkeys(found))
 
 
-def submodule(record: ModelRecord, path: str) -> nn.Module:
+def layer_params(record: ModelRecord, path: str) -> Any:
+  """The parameters of the submodule at ``path`` (e.g. ``{"kernel", "bias"}`` of a conv)."""
+  _check_paths(record, [path])
+  node = _base_params(record)
+  node = node if _is_nnx(record) else node["params"]
+  for part in path.split("/"):
+    if not hasattr(node, "keys"):
+      break
+    node = node[part] if part in node else node.get(int(part) if part.isdigit() else part)
+  if not hasattr(node, "keys"):
+    raise KeyError(f"Layer {path!r} of {record.name} has no parameters of its own; accepted: a path to a "
+                   f"parametrised submodule such as a convolution.")
+  return node
+
+
+def call_layer(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], jax.Array]:
+  """``(layer_params, x) -> output``: the submodule at ``path`` as a pure function of its parameters.
+
+  It keeps the submodule's settings (strides, padding, ...), so
+  ``call_layer(r, "conv")({"kernel": k, "bias": 0 * b}, x)`` is the same
+  convolution with another kernel.
+  """
+  if _is_nnx(record):
+    _check_paths(record, [path])
+    sub = nnx_lib.get(nnx_lib.merge(record.module, _base_params(record)), path)
+    info = nnx_lib.NnxModule(*nnx.split(sub), preprocess=lambda x: x)
+    return lambda p, x: nnx_lib.merge(info, p)(x)
+  module = _submodule(record, path)
+  return lambda p, x: module.apply({"params": p}, x)
+
+
+def _submodule(record: ModelRecord, path: str) -> nn.Module:
   """The unbound Linen submodule at ``path`` (e.g. a ``nn.Conv`` with its settings)."""
   found = {}
 
@@ -72,6 +118,20 @@ def submodule(record: ModelRecord, path: str) -> nn.Module:
 def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
   """A jitted ``(params, images) -> (input, output)`` of the submodule at ``path``."""
   _check_paths(record, [path])
+  if _is_nnx(record):
+
+    @jax.jit
+    def fn_nnx(params, images):
+      seen = {}
+
+      def hook(args, out):
+        seen["in"], seen["out"] = args[0], out
+        return out
+
+      nnx_lib.run(record.module, params, images, extra={path: hook})
+      return seen["in"], seen["out"]
+
+    return fn_nnx
 
   @jax.jit
   def fn(params, images):
@@ -93,8 +153,8 @@ def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[
 def _check_paths(record: ModelRecord, paths) -> None:
   if record.module is None:
     raise ValueError(
-        f"Model {record.name!r} has no Flax Linen module, so its layers cannot be "
-        "intercepted; accepted: records from fvjax.models.load or record_from_linen.")
+        f"Model {record.name!r} has no Flax module, so its layers cannot be intercepted; "
+        "accepted: records from fvjax.models.load, record_from_linen or record_from_nnx.")
   known = module_names(record) or record.layers
   for path in paths:
     if path not in known and path not in record.layers:
@@ -107,8 +167,8 @@ def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
   """A new record whose named submodules' outputs pass through edit functions.
 
   Args:
-    record: a record built from a Linen module (``record.module`` set), or one
-      already returned by this function (edits nest).
+    record: a record built from a Linen or NNX module (``record.module``
+      set), or one already returned by this function (edits nest).
     edits: submodule path (a layer name such as ``"block3"`` or a nested path
       such as ``"block3/depthwise_conv"``) -> ``fn(p, inputs, output)``.
     edit_params: path -> the pytree ``p`` handed to that path's edit function.
@@ -122,10 +182,16 @@ def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
 
   Raises:
     KeyError: a path that is not a submodule (lists the layers, "did you mean").
-    ValueError: the record has no Linen module to intercept.
+    ValueError: the record has no Flax module to intercept.
   """
   _check_paths(record, edits)
   edit_params = dict(edit_params or {})
+  new_layers = [p for p in edits if p not in record.layers] if expose else []
+  changes = dict(name=name or f"{record.name}+edited", params={"base": record.params, "edits": edit_params},
+                 layers=(*record.layers[:-1], *new_layers, record.layers[-1]))
+  if _is_nnx(record):
+    info = record.module._replace(edits=(*record.module.edits, (dict(edits), expose)))
+    return record.replace(apply=lambda params, images: nnx_lib.run(info, params, images), module=info, **changes)
   base_apply = record.apply
 
   def apply(params, images):
@@ -144,10 +210,4 @@ def edit_layers(record: ModelRecord, edits: Mapping[str, EditFn],
       logits, acts = base_apply(params["base"], images)
     return logits, (dict(acts, **outputs) if expose else acts)
 
-  new_layers = [p for p in edits if p not in record.layers] if expose else []
-  return record.replace(
-      name=name or f"{record.name}+edited",
-      apply=apply,
-      params={"base": record.params, "edits": edit_params},
-      layers=(*record.layers[:-1], *new_layers, record.layers[-1]),
-  )
+  return record.replace(apply=apply, **changes)
