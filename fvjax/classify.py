@@ -32,9 +32,8 @@ def top_k(record: models.ModelRecord, images: np.ndarray, k: int = 5, batch_size
   return idx, np.take_along_axis(probs, idx, axis=-1)
 
 
-def report(model: str, image_paths: Sequence[str] | None = None, top: int = 5, **options) -> str:
+def report(record: models.ModelRecord, image_paths: Sequence[str] | None = None, top: int = 5) -> str:
   """A printable table of the top labels of the sample photos or of files."""
-  record = models.load(model, **options)
   size = record.input_size[0]
   if image_paths:
     images, names = np.stack([data.load_image(p, size) for p in image_paths]), tuple(image_paths)

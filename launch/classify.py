@@ -11,19 +11,17 @@ from absl import app
 from absl import flags
 
 import launch
+from launch import model_flags
 
 from fvjax import classify as classify_lib
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name (see fvjax.models.names()).")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
 _IMAGES = flags.DEFINE_list("images", [], "Image files to classify; default: the embedded sample photos.")
 _TOP = flags.DEFINE_integer("top", 5, "How many labels to print per image.")
 
 
 def main(argv):
   del argv
-  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
-  print(classify_lib.report(_MODEL.value, _IMAGES.value or None, top=_TOP.value, **options))
+  print(classify_lib.report(model_flags.load(), _IMAGES.value or None, top=_TOP.value))
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import os
 from absl import flags
 
 import launch
+from launch import model_flags
 import jax
 import numpy as np
 
 from fvjax import data
 from fvjax import io
-from fvjax import models
 from fvjax.experiments import fooling_circuit
 from fvjax.experiments import train_detector as train_detector_lib
 from fvjax.fooling import circuit
@@ -32,11 +32,11 @@ _DETECTOR = flags.DEFINE_string("detector", None, "Detector directory from launc
 _TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Image file every manipulated unit should show.")
 _TARGET_PHOTO = flags.DEFINE_string("target_photo", None, "A shipped photo as the target (e.g. astronaut).")
 _OFFSET = flags.DEFINE_integer("offset", None, "Permutation target: unit i shows unit (i + offset) mod n (paper: 100).")
-_SHOW = flags.DEFINE_list("show_units", ["1", "94", "281", "417", "530", "967"], "Logits to visualize.")
+_SHOW = flags.DEFINE_list("show_units", ["1", "94", "281", "417", "530", "967"], "Logits to visualize in the comparison figure (original vs manipulated).")
 _MANIPULATE = flags.DEFINE_list("manipulate_units", [], "Logits given the circuit (default: all).")
-_STEPS = flags.DEFINE_list("steps", list(map(str, fooling_circuit.PAPER_THRESHOLDS)), "Render thresholds.")
+_STEPS = flags.DEFINE_list("steps", list(map(str, fooling_circuit.PAPER_THRESHOLDS)), "Render step counts at which the trajectory figure and metrics are recorded.")
 _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
-_K = flags.DEFINE_float("k", circuit.PAPER_K, "Gate strength k (paper: 250).")
+_K = flags.DEFINE_float("k", circuit.PAPER_K, "Gate strength k of A = ReLU(F'-kE) + ReLU(D'+kE-k) (paper: 250).")
 _NATURAL_CROPS = flags.DEFINE_integer("natural_crops", 16, "Augmented crops per held-out photo for the natural metrics.")
 
 
@@ -52,8 +52,7 @@ def natural_set(detector_dir, size, crops, key):
 
 def main(argv):
   del argv
-  weights = train_detector._WEIGHTS.value  # pylint: disable=protected-access
-  model = models.load(train_detector._MODEL.value, **({} if weights is None else {"weights": weights}))  # pylint: disable=protected-access
+  model = model_flags.load()
   workdir = train_detector._WORKDIR.value if train_detector._WORKDIR.present else "workdir/fooling_circuit"  # pylint: disable=protected-access
   chosen = [_TARGET_IMAGE.value is not None, _TARGET_PHOTO.value is not None, _OFFSET.value is not None]
   if sum(chosen) != 1:

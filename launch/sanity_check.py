@@ -14,13 +14,11 @@ from absl import app
 from absl import flags
 
 import launch
+from launch import model_flags
 import jax
 
-from fvjax import models
 from fvjax.experiments import sanity_check
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
 _IMAGENET_DIR = flags.DEFINE_string(
     "imagenet_dir", None, "ImageNet-layout folder (one subfolder per class, sorted = logit order); "
     "default: the embedded photos grouped by the model's own top-1 class.")
@@ -37,14 +35,13 @@ _REDUCTION = flags.DEFINE_enum("reduction", "flatten", ["flatten", "channel_mean
                                "Compare whole activations or per-channel spatial means (paper: unverified).")
 _NUM_OTHER = flags.DEFINE_integer("num_other", 1, "Other classes each class is compared with for S_diff.")
 _BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "Bootstrap resamples over classes for the CIs.")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/sanity_check", "Output folder (resumes if it exists).")
 
 
 def main(argv):
   del argv
-  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
-  model = models.load(_MODEL.value, **options)
+  model = model_flags.load()
   key = jax.random.PRNGKey(_SEED.value)
   if _IMAGENET_DIR.value:
     classes = sanity_check.folder_classes(_IMAGENET_DIR.value, model.input_size[0], _PER_CLASS.value,

@@ -12,16 +12,14 @@ Without --target_image the target is the visualization of unit 0 of --layer
 from absl import flags
 
 import launch
+from launch import model_flags
 import jax
 import numpy as np
 
 from fvjax import data
-from fvjax import models
 from fvjax.experiments import silent_units
 from fvjax.fooling import silent
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
 _LAYER = flags.DEFINE_string("layer", None, "Convolution to manipulate (surgery path); default "
                              + ", ".join(f"{k}: {v}" for k, v in silent.DEFAULT_LAYERS.items()) + ".")
 _TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Target image file (default: visualization of unit 0).")
@@ -35,8 +33,8 @@ _CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.")
 _UNITS = flags.DEFINE_list("units", ["1", "100", "500", "900"], "Units of --layer to visualize.")
 _STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.")
 _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/silent_units", "Output folder.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/silent_units", "Output folder (created; results are written atomically).")
 
 HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")
 
@@ -53,7 +51,7 @@ def natural_images(directory, size, key, crops, held):
 
 def main(argv):
   del argv
-  model = models.load(_MODEL.value, **({} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}))
+  model = model_flags.load()
   layer = _LAYER.value or silent.DEFAULT_LAYERS.get(model.name)
   if layer is None:
     raise ValueError(f"Give --layer for {model.name}: the path of a convolution, e.g. block3/project_conv.")

@@ -15,8 +15,8 @@ import jax
 
 from fvjax.theory import report
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/theory", "Output folder.")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/theory", "Output folder (created; results are written atomically).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _GRID = flags.DEFINE_integer("grid", 65, "Grid points per axis on [0,1]^d.")
 _LIPSCHITZ = flags.DEFINE_list("lipschitz", ["1", "2", "4", "8", "16"], "Lipschitz constants to sweep (>= 1).")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Sampled functions per class (32 queries each).")

@@ -15,16 +15,14 @@ held-out units). Rerun the same command to resume a killed run.
 from absl import flags
 
 import launch
+from launch import model_flags
 import jax
 import numpy as np
 
-from fvjax import models
 from fvjax.experiments import train_detector
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
 _UNITS = flags.DEFINE_list("units", [], "Logits whose visualizations train the detector "
                            "(default: --num_units drawn at random).")
 _NUM_UNITS = flags.DEFINE_integer("num_units", 48, "Random training units when --units is empty.")
@@ -34,18 +32,18 @@ _NUM_HELDOUT_UNITS = flags.DEFINE_integer("num_heldout_units", 8, "Random held-o
 _THRESHOLDS = flags.DEFINE_list("thresholds", list(map(str, train_detector.PAPER_THRESHOLDS)),
                                 "Render step counts whose snapshots are training visualizations.")
 _RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Visualization size (default: the model's input size).")
-_RENDER_BATCH = flags.DEFINE_integer("render_batch", 16, "Units rendered together.")
+_RENDER_BATCH = flags.DEFINE_integer("render_batch", 16, "Units rendered together in one batch when building the visualization pool.")
 _NATURAL_DIR = flags.DEFINE_string("natural_dir", None, "Image folder of natural images (default: the shipped photos).")
 _HELDOUT_PHOTOS = flags.DEFINE_integer("heldout_photos", 4, "Shipped photos held out at random (no --natural_dir).")
 _DETECTOR_SIZE = flags.DEFINE_integer("detector_size", det.PAPER_SIZE, "Detector input side (paper: 224).")
-_STEPS = flags.DEFINE_integer("detector_steps", 1000, "Detector training steps.")
+_STEPS = flags.DEFINE_integer("detector_steps", 1000, "Detector training steps (optimizer updates; checkpointed, resumable).")
 _BATCH = flags.DEFINE_integer("detector_batch", 32, "Images per step (half natural).")
 _OPTIMIZER = flags.DEFINE_enum("detector_optimizer", "sgd", list(training.OPTIMIZERS),
                                "Paper: SGD (unverified); momentum 0.9 is our choice.")
-_LR = flags.DEFINE_float("detector_learning_rate", training.PAPER_LEARNING_RATE, "Paper: 0.01 (unverified).")
+_LR = flags.DEFINE_float("detector_learning_rate", training.PAPER_LEARNING_RATE, "Detector learning rate (paper: 0.01, unverified).")
 _NATURAL_WEIGHT = flags.DEFINE_float("natural_weight", training.NATURAL_WEIGHT,
                                      "Loss weight of natural images (false alarms change the model's output).")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/train_detector", "Output folder (resumes if it exists).")
 
 
@@ -72,8 +70,7 @@ def train(model, workdir):
 
 def main(argv):
   del argv
-  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
-  metrics = train(models.load(_MODEL.value, **options), _WORKDIR.value)
+  metrics = train(model_flags.load(), _WORKDIR.value)
   print(f"held-out accuracy: natural {metrics['accuracy_natural']:.3f} "
         f"({metrics['num_heldout_natural']} images), visualizations {metrics['accuracy_visualization']:.3f} "
         f"({metrics['num_heldout_visualizations']} images); wrote {_WORKDIR.value}")

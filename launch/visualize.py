@@ -11,27 +11,24 @@ from absl import app
 from absl import flags
 
 import launch
+from launch import model_flags
 import jax
 
-from fvjax import models
 from fvjax.experiments import visualize
 
-_MODEL = flags.DEFINE_string("model", "efficientnet_lite0", "Registered model name.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Weight file for models without embedded weights.")
 _LAYER = flags.DEFINE_string("layer", "logits", "Layer whose units to visualize.")
 _UNITS = flags.DEFINE_list("units", ["281", "967"], "Unit indices (or a range a-b).")
 _STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps (Lucid: 512).")
 _THRESHOLDS = flags.DEFINE_list("thresholds", [], "Extra step counts to record (default: only --steps).")
 _SIZE = flags.DEFINE_integer("size", None, "Image side in pixels (default: the model's input size).")
-_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _REDIRECT = flags.DEFINE_integer("redirected_relu_steps", 0, "Steps with Lucid's redirected ReLU (Lucid: 16).")
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/visualize", "Output folder.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/visualize", "Output folder (created; results are written atomically).")
 
 
 def main(argv):
   del argv
-  options = {} if _WEIGHTS.value is None else {"weights": _WEIGHTS.value}
-  model = models.load(_MODEL.value, **options)
+  model = model_flags.load()
   thresholds = sorted({*map(int, _THRESHOLDS.value), _STEPS.value})
   metrics = visualize.run(model, _LAYER.value, launch.parse_units(_UNITS.value), _WORKDIR.value,
                           key=jax.random.PRNGKey(_SEED.value), thresholds=thresholds, size=_SIZE.value,

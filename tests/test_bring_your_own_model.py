@@ -1,5 +1,10 @@
 """A user's own Flax model (Linen or NNX) works with every experiment's building blocks."""
 
+import json
+import os
+import subprocess
+import sys
+
 from flax import nnx
 import flax.linen as nn
 import jax
@@ -15,6 +20,7 @@ from fvjax.models import surgery
 from fvjax.optvis import render
 
 SIZE = (32, 32)
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 class NnxNet(nnx.Module):
@@ -141,3 +147,28 @@ def test_fooling_circuit_wraps_an_nnx_record():
   np.testing.assert_allclose(np.asarray(natural.apply(natural.params, x)[0]), base + circuit.PAPER_SHIFT, atol=1e-3)
   np.testing.assert_allclose(np.asarray(fooled.apply(fooled.params, x)[0]), np.roll(base, -1, axis=1)
                              + circuit.PAPER_SHIFT, atol=1e-3)
+
+
+def nnx_builder():
+  """What a user passes as ``--model=my_module:nnx_builder``."""
+  return nnx_record()[1]
+
+
+def test_models_load_takes_an_import_path_with_clear_errors():
+  assert models.load("test_bring_your_own_model:linen_record").name == "linen_net"
+  with pytest.raises(KeyError, match="Cannot import 'no_such_module_xyz'"):
+    models.load("no_such_module_xyz:build")
+  with pytest.raises(KeyError, match="has no function 'nope'"):
+    models.load("test_bring_your_own_model:nope")
+  with pytest.raises(TypeError, match="returned a ndarray; accepted: a function returning a ModelRecord"):
+    models.load("test_bring_your_own_model:images")
+
+
+def test_launch_script_runs_a_users_nnx_model(tmp_path):
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+  out = subprocess.run([sys.executable, "-m", "launch.visualize", "--model=test_bring_your_own_model:nnx_builder",
+                        "--layer=block1", "--units=0,5", "--steps=2", f"--workdir={tmp_path}"],
+                       cwd=os.path.dirname(TESTS), env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert json.load(open(tmp_path / "metrics.json"))["model"] == "nnx_net"
+  assert (tmp_path / "unit_5.png").exists()

@@ -55,3 +55,29 @@ def test_bad_input_is_one_sentence_not_a_traceback(tmp_path):
   assert out.returncode == 2
   assert "error: Unknown layer 'conv33' in model 'tiny_cnn'" in out.stderr and "Did you mean 'conv3'" in out.stderr
   assert "Traceback" not in out.stderr
+
+
+LAUNCH_MODULES = ("classify", "visualize", "sanity_check", "train_detector", "fooling_circuit", "silent_units",
+                  "theory")
+
+
+CHECK_HELP = """
+import importlib, sys
+from absl import flags
+name = sys.argv[1]
+module = importlib.import_module(name)
+assert module.__doc__ and "python -m " + name in module.__doc__, "docstring must open with the command"
+for module_name in (name, "launch.model_flags"):
+  for flag in flags.FLAGS.get_flags_for_module(module_name):
+    assert flag.help and len(flag.help) > 10, flag.name
+print(len(flags.FLAGS.get_flags_for_module(name)))
+"""
+
+
+@pytest.mark.parametrize("name", LAUNCH_MODULES)
+def test_every_flag_is_described(name):
+  # One process per script: absl flags are global, and several scripts share names such as --steps.
+  out = subprocess.run([sys.executable, "-c", CHECK_HELP, f"launch.{name}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert int(out.stdout) > 0
