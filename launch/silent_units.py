@@ -28,7 +28,8 @@ _CALIBRATION_DIR = flags.DEFINE_string("calibration_dir", None, "Image folder th
                                        "(default: 14 shipped photos with augmented crops).")
 _HELDOUT_DIR = flags.DEFINE_string("heldout_dir", None, "Image folder of held-out natural images "
                                    "(default: the other 4 shipped photos with crops).")
-_PER_CLASS = flags.DEFINE_integer("per_class", None, "Images per class subfolder (image folders).")
+_HELDOUT_PER_CLASS = flags.DEFINE_integer("heldout_per_class", None, "Images per class subfolder of --heldout_dir "
+                                          "(default: all; the calibration folder is always used whole).")
 _CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.")
 _UNITS = flags.DEFINE_list("units", ["1", "100", "500", "900"], "Units of --layer to visualize.")
 _STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.")
@@ -40,10 +41,10 @@ HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")
 
 
 def natural_images(directory, size, key, crops, held):
-  """A folder's images, or shipped photos (held out or not) with augmented crops."""
+  """A folder's images (streamed from disk in batches), or shipped photos (held out or not) with augmented crops."""
   if directory:
-    paths, _, _ = data.image_folder(directory, per_class=_PER_CLASS.value)
-    return np.stack([data.load_image(p, size) for p in paths])
+    paths, _, _ = data.image_folder(directory, per_class=_HELDOUT_PER_CLASS.value if held else None)
+    return lambda: data.batches(paths, size, 32)
   names = [n for n in data.SAMPLE_PHOTOS if (n in HELDOUT_PHOTOS) == held]
   photos, _ = data.sample_photos(size, names)
   return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))])

@@ -18,7 +18,6 @@ from fvjax.experiments import train_detector
 from fvjax.fooling import circuit
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
-from fvjax.optvis import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,5 +1,6 @@
 """Silent units (paper 2.2) on the real EfficientNet-Lite0."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from fvjax import data
+from fvjax import io
 from fvjax import models
 from fvjax.experiments import silent_units
 from fvjax.fooling import silent
@@ -69,3 +71,35 @@ def test_launch_bad_layer_is_one_sentence(tmp_path):
   out = subprocess.run([sys.executable, "-m", "launch.silent_units", "--layer=head/conx", f"--workdir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 2 and "Did you mean 'head/conv'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_streamed_and_in_memory_natural_images_agree():
+  model = models.load("tiny_cnn")
+  images = np.random.default_rng(0).uniform(size=(20, 64, 64, 3)).astype(np.float32)
+  filters = silent.fooling_filters(model, "conv3/conv", images[0], [images[1:12]], key=jax.random.PRNGKey(0), steps=5)
+  manipulated = silent.add_silent_units(model, "conv3/conv", filters)
+  in_memory = silent_units.natural_pass(model, manipulated, "conv3/conv", filters, images[1:])
+  streamed = silent_units.natural_pass(model, manipulated, "conv3/conv", filters,
+                                       lambda: (images[i:i + 5] for i in range(1, 20, 5)))
+  assert in_memory["count"] == streamed["count"] == 19
+  for name in ("silent", "identical", "top1", "max_abs_diff"):
+    assert in_memory[name] == streamed[name], name
+  np.testing.assert_array_equal(in_memory["peak"], streamed["peak"])
+  assert in_memory["identical"] >= 11  # bit-identical logits on (at least) the 11 calibration images
+
+
+def test_launch_streams_image_folders(tmp_path):
+  rng = np.random.default_rng(0)
+  for split, n in (("cal", 6), ("held", 3)):
+    for c in ("a", "b"):
+      os.makedirs(tmp_path / split / c)
+      for i in range(n):
+        io.write_png(tmp_path / split / c / f"{i}.png", rng.uniform(size=(40, 40, 3)))
+  out = subprocess.run([sys.executable, "-m", "launch.silent_units", "--model=tiny_cnn", "--layer=conv3/conv",
+                        f"--calibration_dir={tmp_path / 'cal'}", f"--heldout_dir={tmp_path / 'held'}",
+                        "--heldout_per_class=2", "--target_steps=2", "--steps=2", "--units=0,1",
+                        f"--workdir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  m = json.load(open(tmp_path / "out" / "metrics.json"))
+  assert m["num_calibration_images"] == 12 and m["num_heldout_images"] == 4
+  assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"]

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fvjax import io
 from fvjax import plots
-from fvjax.experiments.fooling_circuit import logits_of
 from fvjax.fooling import circuit
 from fvjax.fooling import silent
 from fvjax.models import surgery
@@ -38,36 +38,75 @@ from fvjax.models.record import ModelRecord
 from fvjax.optvis import render as render_lib
 
 
-def _batches(images: np.ndarray, size: int = 16):
-  return [images[i:i + size] for i in range(0, len(images), size)]
+# Natural images: an array [N,H,W,3], or a zero-argument function returning an
+# iterable of such batches (re-iterable, so 50,000 ImageNet images stream from disk).
+Images = np.ndarray | Callable[[], Iterable[np.ndarray]]
 
 
-def _silent_fraction(model, path, filters, images):
-  acts = np.concatenate([silent.fooling_activations(model, path, filters, b) for b in _batches(images)])
-  return float(np.mean(acts.reshape(len(images), -1).max(axis=1) == 0))
+def batches(images: Images, size: int = 16) -> Iterator[np.ndarray]:
+  """The batches of an :data:`Images` source."""
+  if callable(images):
+    yield from images()
+  else:
+    for i in range(0, len(images), size):
+      yield images[i:i + size]
+
+
+def natural_pass(model: ModelRecord, manipulated: ModelRecord, path: str, filters: silent.FoolingFilters,
+                 images: Images) -> dict:
+  """One streamed pass over natural images: what the manipulation changed on them.
+
+  Returns:
+    ``count``; ``silent``: images on which every fooling unit is exactly 0;
+    ``identical``: images whose logits are bit-identical; ``top1``: images
+    with the same top-1 class; ``max_abs_diff`` of the logits; ``peak``
+    ``[cout]``: each original unit's largest absolute output at ``path``.
+  """
+  capture, conv = surgery.capture(model, path), silent.conv_function(model, path)
+  exposed = silent.expose(model, path)
+
+  @jax.jit
+  def step(p, q, kernel, bias, x):
+    f, a = model.apply(p, x)[0], manipulated.apply(q, x)[0]
+    fool = jax.nn.relu(conv(capture(p, x)[0], kernel) + bias)
+    unit = exposed.apply(exposed.params, x)[1][path]
+    return f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(unit).max(axis=(0, 1, 2))
+
+  out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None)
+  for batch in batches(images):
+    f, a, fool, peak = map(np.asarray, step(model.params, manipulated.params, filters.kernel, filters.bias, batch))
+    out["count"] += len(batch)
+    out["silent"] += int((fool == 0).sum())
+    out["identical"] += int(np.all(f == a, axis=1).sum())
+    out["top1"] += int((f.argmax(-1) == a.argmax(-1)).sum())
+    out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(a - f).max()))
+    out["peak"] = peak if out["peak"] is None else np.maximum(out["peak"], peak)
+  return out
 
 
 def _activation_similarity(model, path, images, target):
   fn = surgery.capture(model, path)
-  rows = np.concatenate([np.asarray(fn(model.params, b)[0]).mean(axis=(1, 2)) for b in _batches(images)])
+  rows = np.concatenate([np.asarray(fn(model.params, b)[0]).mean(axis=(1, 2)) for b in batches(images)])
   ref = np.asarray(fn(model.params, target[None])[0]).mean(axis=(1, 2))
   rows, ref = rows - rows.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
   return (rows @ ref[0]) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(ref) + 1e-12)
 
 
-def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: np.ndarray,
-        heldout: np.ndarray, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
+def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
+        heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
         thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, progress: bool = True,
         **render_options) -> dict:
   """Adds silent fooling units to the convolution ``path`` and measures what changed.
 
   Args:
-    model: the original record (Linen).
+    model: the original record (Linen or NNX).
     path: a convolution (surgery path), e.g. ``"head/conv"``.
     workdir: output folder.
     key: PRNG key.
-    calibration: ``[N,H,W,3]`` natural images the fooling units must be silent on.
-    heldout: ``[M,H,W,3]`` natural images not used for calibration.
+    calibration: natural images the fooling units must be silent on: an
+      array ``[N,H,W,3]`` or a function returning an iterable of batches
+      (streamed twice).
+    heldout: natural images not used for calibration (same forms; streamed once).
     units: output channels of ``path`` to visualize before and after.
     target_image: ``[H,W,3]`` in ``[0,1]``; default the visualization of unit 0
       of ``path`` (the paper's choice) rendered for ``target_steps`` steps.
@@ -86,26 +125,25 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
   opts = dict(layer=path, size=size, progress=progress, **render_options)
   if target_image is None:
     target_image = render_lib.render(original, [0], key=k_target, thresholds=(target_steps,), **opts).images[-1, 0]
-  filters = silent.fooling_filters(model, path, target_image, _batches(calibration), key=k_delta)
+  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta)
   manipulated = silent.add_silent_units(model, path, filters)
 
   units = [int(u) for u in units]
   before = render_lib.render(original, units, key=k_render, thresholds=thresholds, **opts)
   after = render_lib.render(manipulated, units, key=k_render, thresholds=thresholds, **opts)
-  f_cal, a_cal = logits_of(model, calibration), logits_of(manipulated, calibration)
-  f_held, a_held = logits_of(model, heldout), logits_of(manipulated, heldout)
-  natural = np.concatenate([calibration, heldout])
+  cal = natural_pass(model, manipulated, path, filters, calibration)
+  held = natural_pass(model, manipulated, path, filters, heldout)
   metrics = {
       "model": model.name,
       "layer": path,
       "num_units": int(filters.kernel.shape[-1]),
-      "num_calibration_images": int(len(calibration)),
-      "num_heldout_images": int(len(heldout)),
-      "calibration_silent_fraction": _silent_fraction(model, path, filters, calibration),
-      "heldout_silent_fraction": _silent_fraction(model, path, filters, heldout),
-      "calibration_logits_bit_identical": bool(np.array_equal(f_cal, a_cal)),
-      "natural_max_abs_logit_diff": float(np.abs(a_held - f_held).max()),
-      "natural_top1_agreement": float(np.mean(a_held.argmax(-1) == f_held.argmax(-1))),
+      "num_calibration_images": cal["count"],
+      "num_heldout_images": held["count"],
+      "calibration_silent_fraction": cal["silent"] / cal["count"],
+      "heldout_silent_fraction": held["silent"] / held["count"],
+      "calibration_logits_bit_identical": cal["identical"] == cal["count"],
+      "natural_max_abs_logit_diff": held["max_abs_diff"],
+      "natural_top1_agreement": held["top1"] / held["count"],
       "visualized_units": units,
       "thresholds": list(after.thresholds),
       "target_similarity_manipulated": float(np.mean(circuit.pearson(after.images[-1], target_image))),
@@ -114,7 +152,7 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
           _activation_similarity(model, path, after.images[-1], target_image))),
       "target_activation_similarity_original": float(np.mean(
           _activation_similarity(model, path, before.images[-1], target_image))),
-      "naturally_silent_units": silent.silent_units(model, path, _batches(natural)).tolist(),
+      "naturally_silent_units": np.flatnonzero(np.maximum(cal["peak"], held["peak"]) == 0).tolist(),
       "seconds": 0.0,
   }
   cells = [im for i in range(len(units)) for im in (before.images[-1, i], after.images[-1, i])] + [target_image]

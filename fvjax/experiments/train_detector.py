@@ -78,7 +78,7 @@ def render_pool(model: ModelRecord, units: Sequence[int], workdir: str, *, key: 
 def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequence[int], heldout_units: Sequence[int],
         thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
         natural_dir: str | None = None, num_heldout_photos: int = 4, heldout_photos: Sequence[str] | None = None,
-        heldout_crops: int = 16,
+        heldout_crops: int = 16, max_heldout_natural: int = 2000,
         config: det.DetectorConfig = det.DetectorConfig(), steps: int = 1000, batch_size: int = 32,
         tx: optax.GradientTransformation | None = None, natural_weight: float = training.NATURAL_WEIGHT,
         checkpoint_every: int = 100, progress: bool = True, **render_options) -> dict:
@@ -93,11 +93,13 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
     size: render size (default the model's input size).
     render_batch: units rendered per batch.
     natural_dir: an image folder (``root/<class>/<image>``) of natural images;
-      default the shipped photos with augmentation. Files are split 90/10 into
-      training and held-out images.
+      default the shipped photos with augmentation. A random 10 % of the files
+      (at most ``max_heldout_natural``, loaded into memory) is held out; the
+      rest are streamed from disk during training.
     num_heldout_photos: shipped photos held out at random (when ``natural_dir`` is None).
     heldout_photos: names of the shipped photos to hold out instead.
     heldout_crops: augmented crops per held-out photo added to the held-out set.
+    max_heldout_natural: cap on held-out folder images (2000 at 224 px is 1.2 GB).
     config: detector architecture settings.
     steps, batch_size, tx, natural_weight, checkpoint_every: training settings
       (:func:`fvjax.fooling.training.train`).
@@ -114,7 +116,7 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
   if natural_dir:
     paths, _, _ = data.image_folder(natural_dir)
     order = np.asarray(jax.random.permutation(k_split, len(paths)))
-    n_held = max(1, len(paths) // 10)
+    n_held = max(1, min(len(paths) // 10, max_heldout_natural))
     natural = training.files_sampler([paths[i] for i in order[n_held:]], in_size)
     heldout_natural = np.stack([data.load_image(paths[i], in_size) for i in order[:n_held]])
     heldout_names = [paths[i] for i in order[:n_held]]

@@ -64,7 +64,7 @@ def conv_kernel(record: ModelRecord, path: str) -> np.ndarray:
   return np.asarray(node["kernel"])
 
 
-def _conv(record: ModelRecord, path: str):
+def conv_function(record: ModelRecord, path: str):
   """``(x, kernel) -> conv(x, kernel)`` with the settings (strides, padding) of the conv at ``path``, no bias."""
   call, params = surgery.call_layer(record, path), surgery.layer_params(record, path)
   no_bias = {"bias": np.zeros_like(params["bias"])} if "bias" in params else {}
@@ -90,7 +90,7 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
     scale: the fooling filter's energy relative to ``w`` (paper: 100).
   """
   w = jnp.asarray(conv_kernel(record, path))
-  conv = _conv(record, path)
+  conv = conv_function(record, path)
   delta = jax.random.normal(key, w.shape)
   delta = delta / _norms(delta)
   grad = jax.jit(jax.grad(lambda d: conv(target_input, d).sum()))  # each unit's summed response
@@ -109,7 +109,7 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
 
 def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:
   """``[cout]``: the largest ``conv(input, kernel)`` over every image and position."""
-  capture, conv = surgery.capture(record, path), _conv(record, path)
+  capture, conv = surgery.capture(record, path), conv_function(record, path)
   fn = jax.jit(lambda p, k, x: conv(capture(p, x)[0], k).max(axis=(0, 1, 2)))
   return np.max(np.stack([np.asarray(fn(record.params, kernel, b)) for b in images]), axis=0)
 
@@ -136,7 +136,7 @@ def fooling_filters(record: ModelRecord, path: str, target_image: np.ndarray, ca
 
 def fooling_activations(record: ModelRecord, path: str, filters: FoolingFilters, images: np.ndarray) -> np.ndarray:
   """``[B,h,w,cout]``: the fooling units' outputs ``ReLU(conv(x, w_fool) + b)`` on ``images``."""
-  capture, conv = surgery.capture(record, path), _conv(record, path)
+  capture, conv = surgery.capture(record, path), conv_function(record, path)
   return np.asarray(jax.jit(lambda p, k, b, x: jax.nn.relu(conv(capture(p, x)[0], k) + b))(
       record.params, filters.kernel, filters.bias, images))
 
@@ -146,7 +146,7 @@ def add_silent_units(record: ModelRecord, path: str, filters: FoolingFilters) ->
 
   The convolution's (new) output is exposed as the layer ``path``.
   """
-  conv = _conv(record, path)
+  conv = conv_function(record, path)
 
   def edit(p: Any, inputs: tuple, out: jax.Array) -> jax.Array:
     return out + jax.nn.relu(conv(inputs[0], p["kernel"]) + p["bias"])

@@ -26,7 +26,7 @@ import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
-from fvjax.models.linen import record_from_linen
+from fvjax.models.linen import init_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
 # (expand_ratio, kernel, stride, out_channels, repeats): EfficientNet-Lite0's
@@ -327,9 +327,7 @@ def build(weights: str | None = "imagenet", *, key: jax.Array | None = None,
   """
   module = EfficientNetLite(depthwise_impl=depthwise_impl)
   if weights is None:
-    key = jax.random.PRNGKey(0) if key is None else key
-    variables = jax.jit(module.init)(key, jnp.zeros((1, *INPUT_SIZE, 3)))
-    variables = jax.tree_util.tree_map(np.asarray, flax_unfreeze(variables))
+    variables = init_variables(module, INPUT_SIZE, key)
   else:
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     path = default_weights_path() if weights == "imagenet" else weights
@@ -338,10 +336,3 @@ def build(weights: str | None = "imagenet", *, key: jax.Array | None = None,
       "efficientnet_lite0", module, variables, input_size=INPUT_SIZE,
       layers=layer_names(), preprocess=preprocess, input_range=INPUT_RANGE,
       num_classes=1000, labels=labels_lib.imagenet())
-
-
-def flax_unfreeze(tree):
-  """Plain nested dicts (Flax may hand back FrozenDicts)."""
-  if hasattr(tree, "items"):
-    return {k: flax_unfreeze(v) for k, v in tree.items()}
-  return tree

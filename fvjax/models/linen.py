@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from fvjax.models.record import ModelRecord
 
@@ -61,3 +63,20 @@ def record_from_linen(
       labels=None if labels is None else tuple(labels),
       module=module,
   )
+
+
+def plain(tree: Any) -> Any:
+  """Plain nested dicts (Flax may hand back FrozenDicts)."""
+  return {k: plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
+
+
+def init_variables(module: nn.Module, input_size: tuple[int, int], key: jax.Array | None = None) -> dict[str, Any]:
+  """A random initialisation of ``module`` as plain nested dicts of numpy arrays.
+
+  Args:
+    module: a Linen module taking ``[B,H,W,3]``.
+    input_size: ``(height, width)``.
+    key: PRNG key (default ``PRNGKey(0)``: the same random model every time).
+  """
+  key = jax.random.PRNGKey(0) if key is None else key
+  return jax.tree_util.tree_map(np.asarray, plain(jax.jit(module.init)(key, jnp.zeros((1, *input_size, 3)))))

@@ -17,12 +17,11 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
-from fvjax.models.linen import record_from_linen
+from fvjax.models.linen import init_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (224, 224)
@@ -150,15 +149,10 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
         f"No ResNet-50 weights at {weights!r}; pass the path of torchvision's resnet50-*.pth "
         "(torchvision.models.ResNet50_Weights) or timm's resnet50 model.safetensors as weights=...")
   module = ResNet50()
-  init = jax.jit(module.init)(jax.random.PRNGKey(0) if key is None else key, jnp.zeros((1, *INPUT_SIZE, 3)))
-  variables = jax.tree_util.tree_map(np.asarray, _plain(init))
+  variables = init_variables(module, INPUT_SIZE, key)
   if weights is not None:
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     variables = convert_state_dict(weights_lib.read_weights(weights), variables)
   return record_from_linen("resnet50", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=preprocess, input_range=INPUT_RANGE, num_classes=1000,
                            labels=labels_lib.imagenet())
-
-
-def _plain(tree):
-  return {k: _plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from fvjax.models import activations
-from fvjax.models.linen import record_from_linen
+from fvjax.models.linen import init_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (64, 64)
@@ -43,15 +41,10 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
   """A deterministic random TinyCNN (``weights``: an .npz of Flax variables saved by fvjax)."""
   module = TinyCNN()
   if weights is None:
-    init = jax.jit(module.init)(jax.random.PRNGKey(0) if key is None else key, jnp.zeros((1, *INPUT_SIZE, 3)))
-    variables = jax.tree_util.tree_map(np.asarray, {k: _plain(v) for k, v in init.items()})
+    variables = init_variables(module, INPUT_SIZE, key)
   else:
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     variables = weights_lib.unflatten(weights_lib.read_weights(weights), sep="/")
   return record_from_linen("tiny_cnn", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=lambda x: x * 2.0 - 1.0, input_range="x*2-1", num_classes=10,
                            labels=tuple(f"class_{i}" for i in range(10)))
-
-
-def _plain(tree):
-  return {k: _plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
