@@ -7,7 +7,6 @@ scikit-image's chelsea must come out as a cat (281-285), coffee as espresso (967
   python -m launch.classify --model=resnet50 --weights=/path/resnet50.pth --images=a.jpg,b.jpg
 """
 
-from absl import app
 from absl import flags
 
 import launch

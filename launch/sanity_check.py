@@ -10,7 +10,6 @@ normalised, 95% CIs), visualizations.png and the rendered visualizations into
 --workdir. Rerun the same command to resume a killed run.
 """
 
-from absl import app
 from absl import flags
 
 import launch

@@ -7,7 +7,6 @@ Writes unit_<u>.png, grid.png and metrics.json (objective value per threshold,
 largest value over the embedded natural images) into --workdir.
 """
 
-from absl import app
 from absl import flags
 
 import launch
