@@ -52,6 +52,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+  """The JSON value stored at ``path``."""
   with open(path) as f:
     return json.load(f)
 

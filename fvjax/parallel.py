@@ -32,6 +32,7 @@ def round_up(n: int, multiple: int) -> int:
 
 
 def batch_sharding(mesh: jax.sharding.Mesh, ndim: int, axis: int = 0) -> NamedSharding:
+  """Splits dimension ``axis`` of an ``ndim``-array over the mesh; the other dimensions are replicated."""
   spec = [None] * ndim
   spec[axis] = AXIS
   return NamedSharding(mesh, P(*spec))

@@ -36,6 +36,8 @@ Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
 class TrainState(NamedTuple):
+  """The detector's training state: variables, optimizer state and step (what orbax checkpoints)."""
+
   variables: Any
   opt_state: Any
   step: jax.Array

@@ -31,10 +31,12 @@ def redirected_relu(enabled: bool = True):
 
 
 def relu(x: jax.Array) -> jax.Array:
+  """ReLU; its gradient is Lucid's redirected one inside ``with redirected_relu():``."""
   return _redirected_clip(x, 0.0, None) if _REDIRECT.get() else jax.nn.relu(x)
 
 
 def relu6(x: jax.Array) -> jax.Array:
+  """ReLU6; redirected like :func:`relu` when redirection is on."""
   return _redirected_clip(x, 0.0, 6.0) if _REDIRECT.get() else jax.nn.relu6(x)
 
 

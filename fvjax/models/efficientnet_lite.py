@@ -224,6 +224,7 @@ class Head(nn.Module):
 
 
 def layer_names(stages=LITE0_STAGES) -> tuple[str, ...]:
+  """Activation names in depth order: ``stem``, ``block0`` .. ``blockN``, ``head``, ``logits``."""
   n = len(block_specs(stages))
   return ("stem", *(f"block{i}" for i in range(n)), "head", "logits")
 

@@ -49,6 +49,7 @@ LAYERS = ("conv2d0", "conv2d1", "conv2d2", *MIXED, "logits")
 
 
 def preprocess(images: jax.Array) -> jax.Array:
+  """Maps ``[0,1]`` images to InceptionV1's input range (``x*255 - 117``)."""
   return images * 255.0 - 117.0
 
 
@@ -70,12 +71,16 @@ def _conv(features, kernel, name, pad=0, stride=1):
 
 
 class Conv2d0(nn.Module):
+  """7x7 stride-2 conv to 64 channels, ReLU (Lucid's ``conv2d0``)."""
+
   @nn.compact
   def __call__(self, x):
     return activations.relu(_conv(64, 7, "conv", pad=(2, 3), stride=2)(x))
 
 
 class Conv2d1(nn.Module):
+  """Max pool, local response norm, 1x1 conv to 64 channels, ReLU (Lucid's ``conv2d1``)."""
+
   @nn.compact
   def __call__(self, x):
     x = lrn(max_pool(x, 2, (0, 1)))
@@ -83,6 +88,8 @@ class Conv2d1(nn.Module):
 
 
 class Conv2d2(nn.Module):
+  """3x3 conv to 192 channels, ReLU (Lucid's ``conv2d2``)."""
+
   @nn.compact
   def __call__(self, x):
     return activations.relu(_conv(192, 3, "conv", pad=1)(x))

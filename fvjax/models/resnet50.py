@@ -33,6 +33,7 @@ BN_EPS = 1e-5
 
 
 def preprocess(images: jax.Array) -> jax.Array:
+  """Maps ``[0,1]`` images to torchvision's input: ``(x - mean) / std`` per channel."""
   return (images - MEAN) / STD
 
 
@@ -46,12 +47,16 @@ def _conv(features, kernel, stride, pad, name):
 
 
 class Stem(nn.Module):
+  """7x7 stride-2 conv to 64 channels, batch norm, ReLU (the max pool follows in the network)."""
+
   @nn.compact
   def __call__(self, x):
     return activations.relu(_bn("bn1")(_conv(64, 7, 2, 3, "conv1")(x)))
 
 
 class Bottleneck(nn.Module):
+  """1x1 -> 3x3 (stride) -> 1x1 (4x width) bottleneck with a projection shortcut when ``downsample``."""
+
   width: int
   stride: int
   downsample: bool
