@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/fv_throughput.py
+	$(PY) benchmarks/occlusion_throughput.py
 
 clean:
 	rm -rf $(VENV) workdir

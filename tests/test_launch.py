@@ -58,7 +58,7 @@ def test_bad_input_is_one_sentence_not_a_traceback(tmp_path):
 
 
 LAUNCH_MODULES = ("classify", "visualize", "sanity_check", "train_detector", "fooling_circuit", "silent_units",
-                  "theory")
+                  "theory", "causal_benchmark")
 
 
 CHECK_HELP = """

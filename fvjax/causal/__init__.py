@@ -1,0 +1,28 @@
+"""The causal-understanding benchmark: occlusion trials and a machine observer.
+
+Can an observer predict, from a unit's reference images (feature
+visualizations, natural exemplars or none), which of two occlusions of a
+natural image changes the unit's activation more? The task of Zimmermann et
+al. (NeurIPS 2021; shared/paper.md section 6), with the human replaced by an
+image-similarity observer in the manner of Zimmermann, Klindt & Brendel (2024).
+
+* :mod:`~fvjax.causal.occlusion`: the jitted, chunked, device-sharded sweep.
+* :mod:`~fvjax.causal.trials`: natural sets, top-k queries, the trials.
+* :mod:`~fvjax.causal.references`: reference sets per condition.
+* :mod:`~fvjax.causal.observer`: the machine observer and its calibration.
+* :mod:`~fvjax.causal.benchmark`: ``run``: metrics, CIs, files.
+* :mod:`~fvjax.causal.figures`: trial panels and the bar plot.
+"""
+
+from fvjax.causal import benchmark
+from fvjax.causal import figures
+from fvjax.causal import observer
+from fvjax.causal import occlusion
+from fvjax.causal import references
+from fvjax.causal import trials
+from fvjax.causal.benchmark import run
+from fvjax.causal.occlusion import brute_force_sweep, grid, sweep
+from fvjax.causal.references import CONDITIONS
+
+__all__ = ["CONDITIONS", "benchmark", "brute_force_sweep", "figures", "grid", "observer", "occlusion",
+           "references", "run", "sweep", "trials"]

@@ -1,0 +1,243 @@
+"""The causal-understanding benchmark end to end: trials, references, observer, metrics.
+
+For every unit: rank the natural set by the unit's activation, sweep the
+occluder over each of its ``top_k`` queries (one trial per query), build the
+reference set of every condition, and let the machine observer answer each
+trial. Accuracy (hard answers) and the calibrated score (mean probability of
+a correct answer) are averaged per unit, then over units with a 95 %
+t-interval (units are the independent samples, as in the paper).
+
+Writes into ``workdir``: per unit ``unit_<u>.json`` (trials, activations,
+occluder positions, observer gaps) and images (``trials/unit_<u>_q<i>.png``,
+``references/unit_<u>_<condition>.png``); ``metrics.json``; ``accuracy.png``.
+A unit whose json exists with the same settings is not recomputed, so a
+killed run resumes; the natural set's activations are cached in
+``natural_values.npz``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Mapping, Sequence
+
+import jax
+import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
+
+from fvjax import io
+from fvjax import parallel
+from fvjax import plots
+from fvjax.causal import figures
+from fvjax.causal import observer as observer_lib
+from fvjax.causal import occlusion
+from fvjax.causal import references as references_lib
+from fvjax.causal import trials as trials_lib
+from fvjax.models.record import ModelRecord
+from fvjax.optvis import render as render_lib
+
+
+def ci95(values: Sequence[float]) -> tuple[float, list]:
+  """Mean and 95 % t-interval (clipped to ``[0, 1]``) of per-unit values; ``[None, None]`` for one unit."""
+  v = np.asarray(values, np.float64)
+  mean = float(v.mean())
+  if len(v) < 2:
+    return mean, [None, None]
+  half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+  return mean, [max(0.0, mean - half), min(1.0, mean + half)]
+
+
+def _natural_values(model: ModelRecord, layer: str, natural: trials_lib.NaturalSet, workdir: str,
+                    progress: bool) -> np.ndarray:
+  """The natural set's unit activations, cached in the workdir."""
+  path = os.path.join(workdir, "natural_values.npz")
+  tag = np.asarray(f"{model.name}|{layer}|{natural.count}|{natural.size}|{natural.names[0]}|{natural.names[-1]}")
+  if os.path.exists(path):
+    with np.load(path) as f:
+      if str(f["tag"]) == str(tag):
+        return f["values"]
+  values = trials_lib.unit_values(model, layer, natural, progress=progress)
+  with io.atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, values=values, tag=tag)
+  return values
+
+
+def _aggregate(units: Sequence[int], results: Mapping[int, dict], conditions: Sequence[str],
+               temperature: float | None, mode: str = "image") -> dict:
+  out = {}
+  field = "gaps" if mode == "image" else f"gaps_{mode}"
+  for cond in conditions:
+    gaps = [np.asarray([t[field][cond] for t in results[u]["trials"]]) for u in units]
+    temps = observer_lib.crossfit_temperatures(gaps, temperature)
+    acc = [float(observer_lib.answers(g).mean()) for g in gaps]
+    cal = [float(observer_lib.probabilities(g, t).mean()) for g, t in zip(gaps, temps)]
+    acc_mean, acc_ci = ci95(acc)
+    cal_mean, cal_ci = ci95(cal)
+    out[cond] = {
+        "accuracy": acc_mean, "accuracy_ci95": acc_ci, "calibrated": cal_mean, "calibrated_ci95": cal_ci,
+        "num_units": len(units), "num_trials": int(sum(len(g) for g in gaps)),
+        "temperature": "fixed" if temperature is not None else ("default" if len(units) < 2 else
+                                                                "leave-one-unit-out fit"),
+        "per_unit": {str(u): {"accuracy": a, "calibrated": c, "temperature": t}
+                     for u, a, c, t in zip(units, acc, cal, temps)},
+    }
+  return out
+
+
+def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, key: jax.Array,
+        natural: trials_lib.NaturalSet, observer: ModelRecord, observer_layer: str | None = None,
+        conditions: Sequence[str] = references_lib.CONDITIONS, fraction: float = occlusion.PAPER_FRACTION,
+        stride: int = occlusion.PAPER_STRIDE, top_k: int = 20, num_references: int = references_lib.NUM_REFERENCES,
+        steps: int = references_lib.PAPER_STEPS, render_size: int | None = None,
+        diversity: float = references_lib.PAPER_DIVERSITY, render_units: int = 16, temperature: float | None = None,
+        observer_mode: str = "image", chunk: int = 128, mesh: jax.sharding.Mesh | None = None,
+        progress: bool = True) -> dict:
+  """Runs the benchmark and writes its files (see the module docstring).
+
+  Args:
+    model: the studied model.
+    layer: its layer.
+    units: unit indices.
+    workdir: output folder; rerunning with the same settings resumes.
+    key: PRNG key (synthetic references).
+    natural: the natural image set (queries and natural references).
+    observer: the observer model (:mod:`fvjax.causal.observer`).
+    observer_layer: its feature layer (default: penultimate).
+    conditions: any of ``synthetic``, ``natural``, ``none``.
+    fraction: occluder side / image side, in ``(0, 1)`` (paper: 0.4).
+    stride: occluder stride in pixels (paper: 2).
+    top_k: queries per unit (paper: 20).
+    num_references: references per condition (paper: 9).
+    steps: optimisation steps of the synthetic references (paper: 2560).
+    render_size: side of the synthetic references (default: the model's).
+    diversity: diversity weight of the synthetic references (paper: 1e2).
+    render_units: units whose synthetic references render in one batch.
+    temperature: the observer's fixed temperature; ``None`` fits it per unit
+      on the other units.
+    observer_mode: ``"image"`` or ``"patch"`` (:mod:`fvjax.causal.observer`):
+      the mode whose results are ``metrics["conditions"]``; the other mode's
+      are reported under ``"other_observer_modes"``.
+    chunk: occluded images per forward pass.
+    mesh: 1-D device mesh (default: all devices).
+    progress: progress bars.
+
+  Returns:
+    The metrics dict written to ``metrics.json``.
+  """
+  conditions = references_lib.check_conditions(conditions)
+  observer_lib.check_mode(observer_mode)
+  g = occlusion.grid(natural.size, fraction, stride)
+  units = [int(u) for u in units]
+  if not units:
+    raise ValueError("At least one unit is needed; pass unit indices such as 3 or 10-12.")
+  render_lib.check_units(model, model.check_layer(layer), np.asarray(units))
+  if not 1 <= top_k <= natural.count:
+    raise ValueError(f"top_k must be between 1 and the number of natural images ({natural.count}); got {top_k}.")
+  observer_layer = observer.check_layer(observer_layer or observer_lib.penultimate(observer))
+  settings = {"model": model.name, "layer": layer, "size": natural.size, "fraction": fraction, "stride": stride,
+              "top_k": top_k, "num_references": num_references, "steps": steps, "render_size": render_size,
+              "diversity": diversity, "conditions": list(conditions), "observer": observer.name,
+              "observer_layer": observer_layer, "natural_count": natural.count,
+              "natural_names": hashlib.sha1("\n".join(natural.names).encode()).hexdigest()[:16],
+              "key": np.asarray(jax.random.key_data(key)).ravel().tolist()}
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  values = _natural_values(model, layer, natural, workdir, progress)
+  mesh = mesh or parallel.data_mesh()
+  params = parallel.replicate(model.params, mesh)
+  embed = observer_lib.feature_fn(observer, observer_layer)
+  results, sweep_times = {}, []
+  for u in units:
+    path = os.path.join(workdir, f"unit_{u}.json")
+    if os.path.exists(path):
+      saved = io.read_json(path)
+      if saved.get("settings") == _jsonish(settings):
+        results[u] = saved
+  pending = [u for u in units if u not in results]
+  bar = tqdm(total=len(pending), desc=f"causal {model.name} {layer}", disable=not progress)
+  for group_start in range(0, len(pending), render_units):
+    group = pending[group_start:group_start + render_units]
+    synthetic = {}
+    if "synthetic" in conditions:
+      rendered = references_lib.synthetic_references(
+          model, layer, group, key=jax.random.fold_in(key, group[0]), n=num_references, steps=steps,
+          size=render_size, diversity=diversity, mesh=mesh, progress=progress)
+      synthetic = dict(zip(group, rendered))
+    for u in group:
+      records, images, times = trials_lib.unit_trials(model, layer, u, natural, values[:, u], top_k,
+                                                      fraction=fraction, stride=stride, chunk=chunk, mesh=mesh,
+                                                      params=params)
+      sweep_times += times
+      queries = [r["query"] for r in records]
+      refs = {"synthetic": synthetic.get(u),
+              "natural": natural.load(references_lib.natural_references(values[:, u], natural.sources, queries,
+                                                                        num_references))
+                         if "natural" in conditions else None,
+              "none": np.zeros((0, natural.size, natural.size, 3), np.float32)}
+      refs = {c: refs[c] for c in conditions}
+      _score(records, images, refs, embed)
+      _write_images(workdir, f"{model.name} {layer}", u, images, records, refs)
+      results[u] = _jsonish({"unit": u, "settings": settings, "trials": records, "sweep_seconds": float(sum(times)),
+                             "occlusions": len(records) * g.count})
+      io.write_json(os.path.join(workdir, f"unit_{u}.json"), results[u])
+      bar.update(1)
+  bar.close()
+  per_mode = {m: _aggregate(units, results, conditions, temperature, m) for m in observer_lib.MODES}
+  # The first sweep of a run includes compilation: leave it out of the throughput.
+  timed = sweep_times[1:] if len(sweep_times) > 1 else sweep_times
+  metrics = {
+      "model": model.name, "layer": layer, "units": units, "conditions": per_mode[observer_mode],
+      "other_observer_modes": {m: per_mode[m] for m in observer_lib.MODES if m != observer_mode},
+      "num_units": len(units), "num_trials": int(sum(len(results[u]["trials"]) for u in units)),
+      "observer": {"model": observer.name, "layer": observer_layer, "mode": observer_mode,
+                   "same_as_studied": observer.name == model.name, "temperature": temperature},
+      "occluder": {"size": g.size, "side": g.side, "stride": g.stride, "positions": g.count},
+      "settings": settings,
+      "occlusions_per_s": (g.count * len(timed) / sum(timed)) if timed else None,
+      "human_accuracy": {c: {"mean": m, "plus_minus": pm} for c, (m, pm) in figures.HUMAN_ACCURACY.items()},
+      "seconds": time.time() - start,
+      "devices": f"{mesh.size} x {jax.devices()[0].device_kind}",
+  }
+  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  plots.save_figure(figures.bar_plot(metrics), os.path.join(workdir, "accuracy.png"))
+  return metrics
+
+
+def _score(records: list[dict], images: np.ndarray, refs: Mapping[str, np.ndarray], embed) -> None:
+  """Adds the observer's gaps of every mode and condition to each trial record.
+
+  ``"gaps"`` (image mode): the correct choice should look more like the
+  references; ``"gaps_patch"``: the correct occluder should hide a patch that
+  looks less like them. Gaps are the correct choice's score minus the wrong one's.
+  """
+  n = len(records)
+  choices = embed(images[:, 1:].reshape(-1, *images.shape[2:])).reshape(n, 2, -1)
+  patches = np.concatenate([observer_lib.hidden_patches(im[0], r) for im, r in zip(images, records)])
+  hidden = embed(patches).reshape(n, 2, -1)
+  for c, ref_images in refs.items():
+    ref_features = embed(ref_images) if len(ref_images) else None
+    gaps = {"gaps": observer_lib.similarity_gaps(choices, ref_features),
+            "gaps_patch": -observer_lib.similarity_gaps(hidden, ref_features)}
+    for i, r in enumerate(records):
+      for field, g in gaps.items():
+        r.setdefault(field, {})[c] = float(g[i]) + 0.0  # + 0.0: no -0.0 in the json
+
+
+def _write_images(workdir: str, name: str, unit: int, images: np.ndarray, records: list[dict],
+                  refs: Mapping[str, np.ndarray]) -> None:
+  """The unit's reference grids and one panel per trial."""
+  for c, ref_images in refs.items():
+    if len(ref_images):
+      io.write_png(os.path.join(workdir, "references", f"unit_{unit}_{c}.png"), plots.grid(ref_images, cols=3))
+  for i, r in enumerate(records):
+    fig = figures.trial_panel(images[i], r, refs, r["gaps"], title=f"{name}:{unit}, query {i}")
+    plots.save_figure(fig, os.path.join(workdir, "trials", f"unit_{unit}_q{i}.png"), dpi=80)
+
+
+def _jsonish(obj):
+  """``obj`` as it reads back from JSON (so saved settings compare equal)."""
+  return json.loads(json.dumps(obj))

@@ -1,0 +1,96 @@
+r"""The causal-understanding benchmark (shared/paper.md section 6) with a machine
+observer instead of human participants.
+
+  python -m launch.causal_benchmark --flagfile=launch/flags/causal_demo.flags
+  python -m launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
+      --layer=mixed4a --units=97,150 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
+
+Writes into --workdir: trials/unit_<u>_q<i>.png (query, the two occlusions,
+the references), references/unit_<u>_<condition>.png, unit_<u>.json,
+metrics.json (accuracy and calibrated score per condition with 95% CIs over
+units, numbers of units and trials, occlusions per second) and accuracy.png.
+Rerun the same command to resume a killed run.
+"""
+
+from absl import flags
+
+import launch
+from launch import model_flags
+import jax
+
+from fvjax import models
+from fvjax.causal import benchmark
+from fvjax.causal import observer as observer_lib
+from fvjax.causal import occlusion
+from fvjax.causal import references
+from fvjax.causal import trials
+
+_LAYER = flags.DEFINE_string("layer", "block9", "Layer of the units.")
+_UNITS = flags.DEFINE_list("units", ["0-5"], "Unit indices (or ranges a-b).")
+_OBSERVER = flags.DEFINE_string(
+    "observer_model", None, "Observer's feature model (default: efficientnet_lite0, the embedded ImageNet "
+    "model; a model other than the studied one unless Lite0 itself is studied).")
+_OBSERVER_WEIGHTS = flags.DEFINE_string("observer_weights", None, "Weight file for the observer model.")
+_OBSERVER_MODE = flags.DEFINE_enum("observer_mode", "image", list(observer_lib.MODES),
+                                   "image: the choice more similar to the references; patch: the choice whose "
+                                   "occluder hides the patch less similar to them (both are recorded).")
+_OBSERVER_LAYER = flags.DEFINE_string("observer_layer", None, "Observer's feature layer (default: penultimate).")
+_FRACTION = flags.DEFINE_float("occluder_fraction", occlusion.PAPER_FRACTION,
+                               "Occluder side / image side (paper: 0.4).")
+_STRIDE = flags.DEFINE_integer("stride", occlusion.PAPER_STRIDE, "Occluder stride in px (paper: 2).")
+_SIZE = flags.DEFINE_integer("size", None, "Query image side in px (default: the model's input size; paper: 224).")
+_TOP_K = flags.DEFINE_integer("top_k", 20, "Queries per unit: its top-k activating natural images (paper: 20).")
+_CONDITIONS = flags.DEFINE_list("conditions", list(references.CONDITIONS),
+                                f"Reference conditions, any of: {', '.join(references.CONDITIONS)}.")
+_NUM_REFS = flags.DEFINE_integer("num_references", references.NUM_REFERENCES, "References per condition (paper: 9).")
+_STEPS = flags.DEFINE_integer("steps", references.PAPER_STEPS, "Steps per synthetic reference (paper: 2560).")
+_RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Synthetic reference side (default: the model's input size).")
+_DIVERSITY = flags.DEFINE_float("diversity", references.PAPER_DIVERSITY, "Diversity weight (paper: 1e2).")
+_RENDER_UNITS = flags.DEFINE_integer("render_units", 16, "Units whose synthetic references render in one batch.")
+_TEMPERATURE = flags.DEFINE_float("temperature", None, "Observer's fixed temperature (default: fitted per unit "
+                                  "on the other units, never on the reported trials).")
+_NATURAL_DIR = flags.DEFINE_string("natural_dir", None, "Image folder root/<class>/<image> of natural images "
+                                   "(default: the embedded photos plus --crops_per_photo crops each).")
+_PER_CLASS = flags.DEFINE_integer("per_class", None, "Image folder: at most this many images per class.")
+_CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded photos: random crops per photo.")
+_CHUNK = flags.DEFINE_integer("chunk", 128, "Occluded images per forward pass (bounds memory).")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/causal", "Output folder (resumes if it exists).")
+
+
+def main(argv):
+  del argv
+  conditions = references.check_conditions(_CONDITIONS.value)
+  model = model_flags.load()
+  occlusion.grid(_SIZE.value or model.input_size[0], _FRACTION.value, _STRIDE.value)  # bad input fails fast
+  name = _OBSERVER.value or observer_lib.default_observer(model.name)
+  observer = model if name == model.name and _OBSERVER_WEIGHTS.value == model_flags.WEIGHTS.value else models.load(
+      name, **({} if _OBSERVER_WEIGHTS.value is None else {"weights": _OBSERVER_WEIGHTS.value}))
+  key = jax.random.PRNGKey(_SEED.value)
+  size = _SIZE.value or model.input_size[0]
+  natural = (trials.folder_set(_NATURAL_DIR.value, size, _PER_CLASS.value) if _NATURAL_DIR.value
+             else trials.embedded_set(jax.random.fold_in(key, 1), size, _CROPS.value))
+  metrics = benchmark.run(model, _LAYER.value, launch.parse_units(_UNITS.value), _WORKDIR.value, key=key,
+                          natural=natural, observer=observer, observer_layer=_OBSERVER_LAYER.value,
+                          conditions=conditions, fraction=_FRACTION.value, stride=_STRIDE.value, top_k=_TOP_K.value,
+                          num_references=_NUM_REFS.value, steps=_STEPS.value, render_size=_RENDER_SIZE.value,
+                          diversity=_DIVERSITY.value, render_units=_RENDER_UNITS.value,
+                          temperature=_TEMPERATURE.value, observer_mode=_OBSERVER_MODE.value,
+                          chunk=_CHUNK.value)
+  print(f"{metrics['num_units']} units, {metrics['num_trials']} trials; observer {metrics['observer']['model']} "
+        f"({metrics['observer']['layer']}); {metrics['occluder']['positions']} occlusions per query")
+  print(f"{'condition':>10} {'accuracy':>9} {'95% CI':>15} {'calibrated':>11} {'95% CI':>15}")
+  fmt = lambda ci: "n/a" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+  modes = {metrics["observer"]["mode"]: metrics["conditions"], **metrics["other_observer_modes"]}
+  for mode, conds in modes.items():
+    print(f"observer mode {mode}{' (reported)' if mode == metrics['observer']['mode'] else ''}:")
+    for c, m in conds.items():
+      print(f"{c:>10} {m['accuracy']:>9.3f} {fmt(m['accuracy_ci95']):>15} {m['calibrated']:>11.3f} "
+            f"{fmt(m['calibrated_ci95']):>15}")
+  if metrics["occlusions_per_s"]:
+    print(f"sweep: {metrics['occlusions_per_s']:.1f} occlusions/s on {metrics['devices']}")
+  print(f"wrote {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  launch.run(main)
