@@ -6,10 +6,7 @@ import math
 import os
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; notebooks show the returned figures inline
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.pyplot as plt  # the backend is the caller's: inline in notebooks, Agg in launch/
 import numpy as np
 
 from fvjax import io

@@ -3,6 +3,9 @@
 import sys
 
 from absl import app
+import matplotlib
+
+matplotlib.use("Agg")  # the scripts write figures to files; never open a window
 
 # What a user's bad input raises inside fvjax: each carries one sentence saying
 # what is wrong and what is accepted.

@@ -2,8 +2,11 @@
 
 import functools
 
+import matplotlib
 import numpy as np
 import pytest
+
+matplotlib.use("Agg")  # figures go to files in tests
 
 
 @functools.cache
