@@ -52,11 +52,11 @@ def natural_set(detector_dir, size, crops, key):
 
 def main(argv):
   del argv
-  model = model_flags.load()
-  workdir = train_detector._WORKDIR.value if train_detector._WORKDIR.present else "workdir/fooling_circuit"  # pylint: disable=protected-access
   chosen = [_TARGET_IMAGE.value is not None, _TARGET_PHOTO.value is not None, _OFFSET.value is not None]
   if sum(chosen) != 1:
     raise ValueError("Give exactly one target: --target_image=PATH, --target_photo=NAME or --offset=N.")
+  model = model_flags.load()
+  workdir = train_detector._WORKDIR.value if train_detector._WORKDIR.present else "workdir/fooling_circuit"  # pylint: disable=protected-access
   size = _SIZE.value or model.input_size[0]
   if _OFFSET.value is not None:
     target = circuit.permutation(_OFFSET.value)

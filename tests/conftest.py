@@ -36,3 +36,18 @@ def photos():
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def fast_compile_env(**extra: str) -> dict:
+  """The environment for a subprocess that runs a tiny model: XLA compiles with less LLVM optimisation.
+
+  Tiny-model runs are mostly compile time; their programs run a little slower
+  and compile several times faster. Real-model tests keep the default.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, **extra)
+  env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+  return env

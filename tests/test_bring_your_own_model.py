@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fast_compile_env
 from fvjax import models
 from fvjax import similarity
 from fvjax.fooling import circuit
@@ -165,7 +166,7 @@ def test_models_load_takes_an_import_path_with_clear_errors():
 
 
 def test_launch_script_runs_a_users_nnx_model(tmp_path):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+  env = fast_compile_env(PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
   out = subprocess.run([sys.executable, "-m", "launch.visualize", "--model=test_bring_your_own_model:nnx_builder",
                         "--layer=block1", "--units=0,5", "--steps=2", f"--workdir={tmp_path}"],
                        cwd=os.path.dirname(TESTS), env=env, capture_output=True, text=True, timeout=600)

@@ -12,6 +12,7 @@ import pytest
 
 import launch
 
+from conftest import fast_compile_env
 from fvjax import data
 from fvjax import models
 from fvjax.causal import benchmark
@@ -167,7 +168,7 @@ def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
   out = subprocess.run([sys.executable, "-m", "launch.causal_benchmark", "--model=tiny_cnn", "--layer=conv3",
                         "--units=0-1", "--observer_model=tiny_cnn", "--stride=8", "--top_k=2", "--num_references=3",
                         "--steps=2", "--crops_per_photo=0", "--chunk=16", "--seed=3", f"--workdir={tmp_path}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=fast_compile_env())
   assert out.returncode == 0, out.stderr[-3000:]
   metrics = json.load(open(tmp_path / "metrics.json"))
   assert metrics["num_units"] == 2 and metrics["num_trials"] == 4

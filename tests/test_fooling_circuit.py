@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fast_compile_env
 from fvjax import data
 from fvjax import models
 from fvjax.experiments import fooling_circuit
@@ -156,7 +157,7 @@ def test_launch_trains_a_detector_then_fools_and_resumes(tmp_path):
           "--num_heldout_units=2", "--thresholds=2,4", "--detector_size=16", "--detector_steps=4",
           "--detector_batch=4", "--heldout_photos=2", "--natural_crops=1", "--show_units=0,1", "--steps=2,4",
           "--offset=3", f"--workdir={tmp_path}"]
-  out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=fast_compile_env())
   assert out.returncode == 0, out.stderr[-3000:]
   metrics = json.load(open(tmp_path / "metrics.json"))
   for key in ("natural_top1_agreement", "natural_max_abs_logit_diff", "detector_accuracy_natural",
@@ -165,7 +166,7 @@ def test_launch_trains_a_detector_then_fools_and_resumes(tmp_path):
   assert metrics["num_natural_images"] == 4  # two held-out photos and a crop of each
   chunk = tmp_path / "detector_training" / "visualizations_train_00000.npz"
   before = chunk.stat().st_mtime_ns
-  again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=fast_compile_env())
   assert again.returncode == 0 and chunk.stat().st_mtime_ns == before
   bad = subprocess.run(args[:-2] + [f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and "error: Give exactly one target" in bad.stderr and "Traceback" not in bad.stderr

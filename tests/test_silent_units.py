@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import fast_compile_env
 from fvjax import data
 from fvjax import io
 from fvjax import models
@@ -78,9 +79,8 @@ def test_streamed_and_in_memory_natural_images_agree():
   images = np.random.default_rng(0).uniform(size=(20, 64, 64, 3)).astype(np.float32)
   filters = silent.fooling_filters(model, "conv3/conv", images[0], [images[1:12]], key=jax.random.PRNGKey(0), steps=5)
   manipulated = silent.add_silent_units(model, "conv3/conv", filters)
-  in_memory = silent_units.natural_pass(model, manipulated, "conv3/conv", filters, images[1:])
-  streamed = silent_units.natural_pass(model, manipulated, "conv3/conv", filters,
-                                       lambda: (images[i:i + 5] for i in range(1, 20, 5)))
+  in_memory, streamed = silent_units.natural_passes(
+      model, manipulated, "conv3/conv", filters, [images[1:], lambda: (images[i:i + 5] for i in range(1, 20, 5))])
   assert in_memory["count"] == streamed["count"] == 19
   for name in ("silent", "identical", "top1", "max_abs_diff"):
     assert in_memory[name] == streamed[name], name
@@ -98,7 +98,8 @@ def test_launch_streams_image_folders(tmp_path):
   out = subprocess.run([sys.executable, "-m", "launch.silent_units", "--model=tiny_cnn", "--layer=conv3/conv",
                         f"--calibration_dir={tmp_path / 'cal'}", f"--heldout_dir={tmp_path / 'held'}",
                         "--heldout_per_class=2", "--target_steps=2", "--steps=2", "--units=0,1",
-                        f"--workdir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                        f"--workdir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=fast_compile_env())
   assert out.returncode == 0, out.stderr[-3000:]
   m = json.load(open(tmp_path / "out" / "metrics.json"))
   assert m["num_calibration_images"] == 12 and m["num_heldout_images"] == 4

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fast_compile_env
 from fvjax.theory import core
 from fvjax.theory import networks
 from fvjax.theory import report
@@ -137,7 +138,7 @@ def test_launch_theory_end_to_end(tmp_path):
   out = subprocess.run([sys.executable, "-m", "launch.theory", f"--workdir={tmp_path}", "--grid=17",
                         "--num_samples=20", "--num_trained=4", "--lipschitz=1,4", "--erm_steps=200",
                         f"--figure={tmp_path / 'all.png'}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=fast_compile_env())
   assert out.returncode == 0, out.stderr[-3000:]
   metrics = json.load(open(tmp_path / "metrics.json"))
   names = [r["class"] for r in metrics["rows"]]

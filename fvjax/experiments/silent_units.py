@@ -52,36 +52,43 @@ def batches(images: Images, size: int = 16) -> Iterator[np.ndarray]:
       yield images[i:i + size]
 
 
-def natural_pass(model: ModelRecord, manipulated: ModelRecord, path: str, filters: silent.FoolingFilters,
-                 images: Images) -> dict:
-  """One streamed pass over natural images: what the manipulation changed on them.
+def natural_passes(model: ModelRecord, manipulated: ModelRecord, path: str, filters: silent.FoolingFilters,
+                   sources: Sequence[Images]) -> list[dict]:
+  """One streamed pass over each set of natural images: what the manipulation changed on them.
 
   Returns:
-    ``count``; ``silent``: images on which every fooling unit is exactly 0;
-    ``identical``: images whose logits are bit-identical; ``top1``: images
-    with the same top-1 class; ``max_abs_diff`` of the logits; ``peak``
-    ``[cout]``: each original unit's largest absolute output at ``path``.
+    Per source: ``count``; ``silent``: images on which every fooling unit is
+    exactly 0; ``identical``: images whose logits are bit-identical; ``top1``:
+    images with the same top-1 class; ``max_abs_diff`` of the logits;
+    ``peak`` ``[cout]``: each original unit's largest absolute output at ``path``.
   """
   capture, conv = surgery.capture(model, path), silent.conv_function(model, path)
-  exposed = silent.expose(model, path)
+  exposed = silent.expose(model, path)  # the original model, with the layer's output in acts
 
   @jax.jit
   def step(p, q, kernel, bias, x):
-    f, a = model.apply(p, x)[0], manipulated.apply(q, x)[0]
-    fool = jax.nn.relu(conv(capture(p, x)[0], kernel) + bias)
-    unit = exposed.apply(exposed.params, x)[1][path]
-    return f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(unit).max(axis=(0, 1, 2))
+    f, acts = exposed.apply(p, x)
+    a = manipulated.apply(q, x)[0]
+    fool = jax.nn.relu(conv(capture(p["base"], x)[0], kernel) + bias)
+    return f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(acts[path]).max(axis=(1, 2))
 
-  out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None)
-  for batch in batches(images):
-    f, a, fool, peak = map(np.asarray, step(model.params, manipulated.params, filters.kernel, filters.bias, batch))
-    out["count"] += len(batch)
-    out["silent"] += int((fool == 0).sum())
-    out["identical"] += int(np.all(f == a, axis=1).sum())
-    out["top1"] += int((f.argmax(-1) == a.argmax(-1)).sum())
-    out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(a - f).max()))
-    out["peak"] = peak if out["peak"] is None else np.maximum(out["peak"], peak)
-  return out
+  results, width = [], 0
+  for images in sources:
+    out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None)
+    for batch in batches(images):
+      n = len(batch)
+      width = max(width, n)  # one compiled shape: shorter batches are padded with their last image
+      padded = np.concatenate([batch, np.repeat(batch[-1:], width - n, axis=0)]) if n < width else batch
+      f, a, fool, peak = (np.asarray(v)[:n] for v in step(exposed.params, manipulated.params, filters.kernel,
+                                                            filters.bias, padded))
+      out["count"] += n
+      out["silent"] += int((fool == 0).sum())
+      out["identical"] += int(np.all(f == a, axis=1).sum())
+      out["top1"] += int((f.argmax(-1) == a.argmax(-1)).sum())
+      out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(a - f).max()))
+      out["peak"] = peak.max(axis=0) if out["peak"] is None else np.maximum(out["peak"], peak.max(axis=0))
+    results.append(out)
+  return results
 
 
 def _activation_similarity(model, path, images, target):
@@ -131,8 +138,7 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
   units = [int(u) for u in units]
   before = render_lib.render(original, units, key=k_render, thresholds=thresholds, **opts)
   after = render_lib.render(manipulated, units, key=k_render, thresholds=thresholds, **opts)
-  cal = natural_pass(model, manipulated, path, filters, calibration)
-  held = natural_pass(model, manipulated, path, filters, heldout)
+  cal, held = natural_passes(model, manipulated, path, filters, [calibration, heldout])
   metrics = {
       "model": model.name,
       "layer": path,
