@@ -1,7 +1,9 @@
-r"""The causal-understanding benchmark (shared/paper.md section 6) with a machine
-observer instead of human participants.
+r"""The causal-understanding benchmark (Zimmermann et al., NeurIPS 2021) with a
+machine observer instead of human participants.
 
   python -m launch.causal_benchmark --flagfile=launch/flags/causal_demo.flags
+  python -m launch.causal_benchmark --flagfile=launch/flags/causal_imagenet.flags \
+      --weights=/ckpt/inception5h.pth --natural_dir=/data/imagenet/val
   python -m launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
       --layer=mixed4a --units=97,150 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
 
@@ -9,8 +11,12 @@ Writes into --workdir: trials/unit_<u>_q<i>.png (query, the two occlusions,
 the references), references/unit_<u>_<condition>.png, unit_<u>.json,
 metrics.json (accuracy and calibrated score per condition with 95% CIs over
 units, numbers of units and trials, occlusions per second) and accuracy.png.
-Rerun the same command to resume a killed run.
+With layer:unit items in --units, each layer runs into --workdir/<layer> and
+--workdir/metrics.json pools all units. Rerun the same command to resume a
+killed run.
 """
+
+import os
 
 from absl import flags
 
@@ -26,7 +32,9 @@ from fvjax.causal import references
 from fvjax.causal import trials
 
 _LAYER = flags.DEFINE_string("layer", "block9", "Layer of the units.")
-_UNITS = flags.DEFINE_list("units", ["0-5"], "Unit indices (or ranges a-b).")
+_UNITS = flags.DEFINE_list("units", ["0-5"], "Unit indices or ranges a-b of --layer, or layer:unit items (units of "
+                           "several layers, e.g. mixed3a:64,mixed4a:192; each layer runs into --workdir/<layer> and "
+                           "metrics.json pools them).")
 _OBSERVER = flags.DEFINE_string(
     "observer_model", None, "Observer's feature model (default: efficientnet_lite0, the embedded ImageNet "
     "model; a model other than the studied one unless Lite0 itself is studied).")
@@ -58,6 +66,15 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/causal", "Output folder (resumes if it exists).")
 
 
+def layer_units(items, default_layer):
+  """``["mixed3a:64", "mixed4a:192-193", "5"]`` -> ``{"mixed3a": [64], "mixed4a": [192, 193], default_layer: [5]}``."""
+  by_layer = {}
+  for item in items:
+    layer, _, unit = str(item).rpartition(":")
+    by_layer.setdefault(layer or default_layer, []).extend(launch.parse_units([unit]))
+  return by_layer
+
+
 def main(argv):
   del argv
   conditions = references.check_conditions(_CONDITIONS.value)
@@ -70,13 +87,19 @@ def main(argv):
   size = _SIZE.value or model.input_size[0]
   natural = (trials.folder_set(_NATURAL_DIR.value, size, _PER_CLASS.value) if _NATURAL_DIR.value
              else trials.embedded_set(jax.random.fold_in(key, 1), size, _CROPS.value))
-  metrics = benchmark.run(model, _LAYER.value, launch.parse_units(_UNITS.value), _WORKDIR.value, key=key,
-                          natural=natural, observer=observer, observer_layer=_OBSERVER_LAYER.value,
-                          conditions=conditions, fraction=_FRACTION.value, stride=_STRIDE.value, top_k=_TOP_K.value,
-                          num_references=_NUM_REFS.value, steps=_STEPS.value, render_size=_RENDER_SIZE.value,
-                          diversity=_DIVERSITY.value, render_units=_RENDER_UNITS.value,
-                          temperature=_TEMPERATURE.value, observer_mode=_OBSERVER_MODE.value,
-                          chunk=_CHUNK.value)
+  options = dict(key=key, natural=natural, observer=observer, observer_layer=_OBSERVER_LAYER.value,
+                 conditions=conditions, fraction=_FRACTION.value, stride=_STRIDE.value, top_k=_TOP_K.value,
+                 num_references=_NUM_REFS.value, steps=_STEPS.value, render_size=_RENDER_SIZE.value,
+                 diversity=_DIVERSITY.value, render_units=_RENDER_UNITS.value, temperature=_TEMPERATURE.value,
+                 observer_mode=_OBSERVER_MODE.value, chunk=_CHUNK.value)
+  by_layer = layer_units(_UNITS.value, _LAYER.value)
+  if len(by_layer) == 1:
+    (layer, units), = by_layer.items()
+    metrics = benchmark.run(model, layer, units, _WORKDIR.value, **options)
+  else:
+    runs = [benchmark.run(model, layer, units, os.path.join(_WORKDIR.value, layer), **options)
+            for layer, units in by_layer.items()]
+    metrics = benchmark.combine(runs, _WORKDIR.value)
   print(f"{metrics['num_units']} units, {metrics['num_trials']} trials; observer {metrics['observer']['model']} "
         f"({metrics['observer']['layer']}); {metrics['occluder']['positions']} occlusions per query")
   print(f"{'condition':>10} {'accuracy':>9} {'95% CI':>15} {'calibrated':>11} {'95% CI':>15}")

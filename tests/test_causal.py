@@ -192,3 +192,18 @@ def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
     benchmark.run(tiny, "conv3", [0], str(tmp_path), key=key, natural=None, observer=tiny,
                   conditions=["blurred"])
   assert ValueError in launch.USER_ERRORS  # so the launch script prints the sentence, not a traceback
+  # Units of several layers (the paper's span nine): per-layer runs pooled over all units.
+  other = benchmark.run(tiny, "conv2", [0], str(tmp_path / "conv2"), key=key, natural=trials.embedded_set(
+      jax.random.fold_in(key, 1), SIZE, 0), observer=tiny, stride=8, top_k=2, num_references=3, steps=2,
+                        chunk=16, progress=False)
+  pooled = benchmark.combine([metrics, other], str(tmp_path / "pooled"))
+  assert pooled["num_units"] == 3 and pooled["num_trials"] == 6 and pooled["layer"] == "conv3+conv2"
+  for cond in ("synthetic", "natural"):
+    per_unit = pooled["conditions"][cond]["per_unit"]
+    assert sorted(per_unit) == ["conv2:0", "conv3:0", "conv3:1"]
+    np.testing.assert_allclose(pooled["conditions"][cond]["accuracy"],
+                               np.mean([m["accuracy"] for m in per_unit.values()]))
+  assert (tmp_path / "pooled" / "accuracy.png").exists()
+  from launch import causal_benchmark  # pylint: disable=g-import-not-at-top
+  assert causal_benchmark.layer_units(["mixed3a:64", "mixed4a:1-2", "5"], "block9") == {
+      "mixed3a": [64], "mixed4a": [1, 2], "block9": [5]}

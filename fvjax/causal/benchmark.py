@@ -207,6 +207,58 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   return metrics
 
 
+def _pool(runs: Sequence[dict], conditions_of) -> dict:
+  """Per-condition results of several runs pooled over all their units."""
+  out = {}
+  for cond in conditions_of(runs[0]):
+    per_unit = {f"{r['layer']}:{u}": m for r in runs for u, m in conditions_of(r)[cond]["per_unit"].items()}
+    acc_mean, acc_ci = ci95([m["accuracy"] for m in per_unit.values()])
+    cal_mean, cal_ci = ci95([m["calibrated"] for m in per_unit.values()])
+    out[cond] = {"accuracy": acc_mean, "accuracy_ci95": acc_ci, "calibrated": cal_mean, "calibrated_ci95": cal_ci,
+                 "num_units": len(per_unit), "num_trials": int(sum(conditions_of(r)[cond]["num_trials"] for r in runs)),
+                 "temperature": conditions_of(runs[0])[cond]["temperature"] + ", within each layer",
+                 "per_unit": per_unit}
+  return out
+
+
+def combine(runs: Sequence[dict], workdir: str) -> dict:
+  """Pools the metrics of :func:`run` over several layers (the paper's units span nine).
+
+  Accuracy and calibrated score are averaged over all units of all runs, with
+  95 % t-intervals over units; each unit keeps the temperature fitted within
+  its own layer's run. Writes ``metrics.json`` and ``accuracy.png`` into
+  ``workdir``.
+
+  Args:
+    runs: metrics dicts returned by :func:`run`, one per layer, same settings otherwise.
+    workdir: output folder.
+
+  Returns:
+    The pooled metrics (``layer`` joins the layers with ``+``; ``per_layer``
+    keeps each run's own metrics).
+  """
+  if not runs:
+    raise ValueError("combine needs the metrics of at least one run.")
+  modes = list(runs[0]["other_observer_modes"])
+  timed = [r["occlusions_per_s"] for r in runs if r["occlusions_per_s"]]
+  metrics = dict(
+      runs[0],
+      layer="+".join(r["layer"] for r in runs),
+      units=[f"{r['layer']}:{u}" for r in runs for u in r["units"]],
+      conditions=_pool(runs, lambda r: r["conditions"]),
+      other_observer_modes={m: _pool(runs, lambda r, m=m: r["other_observer_modes"][m]) for m in modes},
+      num_units=int(sum(r["num_units"] for r in runs)),
+      num_trials=int(sum(r["num_trials"] for r in runs)),
+      occlusions_per_s=float(np.mean(timed)) if timed else None,
+      seconds=float(sum(r["seconds"] for r in runs)),
+      per_layer={r["layer"]: r for r in runs},
+  )
+  os.makedirs(workdir, exist_ok=True)
+  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  plots.save_figure(figures.bar_plot(metrics), os.path.join(workdir, "accuracy.png"))
+  return metrics
+
+
 def _score(records: list[dict], images: np.ndarray, refs: Mapping[str, np.ndarray], embed) -> None:
   """Adds the observer's gaps of every mode and condition to each trial record.
 
