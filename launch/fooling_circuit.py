@@ -17,12 +17,9 @@ from absl import flags
 import launch
 from launch import model_flags
 import jax
-import numpy as np
 
 from fvjax import data
-from fvjax import io
 from fvjax.experiments import fooling_circuit
-from fvjax.experiments import train_detector as train_detector_lib
 from fvjax.fooling import circuit
 from fvjax.fooling import detector as det
 from launch import train_detector
@@ -38,16 +35,6 @@ _STEPS = flags.DEFINE_list("steps", list(map(str, fooling_circuit.PAPER_THRESHOL
 _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
 _K = flags.DEFINE_float("k", circuit.PAPER_K, "Gate strength k of A = ReLU(F'-kE) + ReLU(D'+kE-k) (paper: 250).")
 _NATURAL_CROPS = flags.DEFINE_integer("natural_crops", 16, "Augmented crops per held-out photo for the natural metrics.")
-
-
-def natural_set(detector_dir, size, crops, key):
-  """Natural images the detector never saw: from its heldout.json, else all shipped photos."""
-  path = os.path.join(detector_dir, train_detector_lib.HELDOUT_FILE)
-  names = io.read_json(path)["natural"] if os.path.isfile(path) else list(data.SAMPLE_PHOTOS)
-  if all(n in data.SAMPLE_PHOTOS for n in names):
-    photos, _ = data.sample_photos(size, names)
-    return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))]), names
-  return np.stack([data.load_image(p, size) for p in names]), names
 
 
 def main(argv):
@@ -70,7 +57,7 @@ def main(argv):
     detector_dir = train_metrics["detector"]
   detector = det.load(detector_dir)
   key = jax.random.PRNGKey(train_detector._SEED.value)  # pylint: disable=protected-access
-  natural, names = natural_set(detector_dir, model.input_size[0], _NATURAL_CROPS.value, key)
+  natural, names = fooling_circuit.heldout_natural(detector_dir, model.input_size[0], _NATURAL_CROPS.value, key)
   metrics = fooling_circuit.run(
       model, detector, target, workdir, key=key, units=launch.parse_units(_SHOW.value), natural_images=natural,
       manipulate=launch.parse_units(_MANIPULATE.value) or None, thresholds=[int(s) for s in _STEPS.value],

@@ -14,7 +14,6 @@ from absl import flags
 import launch
 from launch import model_flags
 import jax
-import numpy as np
 
 from fvjax import data
 from fvjax.experiments import silent_units
@@ -37,17 +36,12 @@ _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the mod
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/silent_units", "Output folder (created; results are written atomically).")
 
-HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")
-
 
 def natural_images(directory, size, key, crops, held):
-  """A folder's images (streamed from disk in batches), or shipped photos (held out or not) with augmented crops."""
+  """A folder's images (streamed from disk), or the demo's shipped photos with crops."""
   if directory:
-    paths, _, _ = data.image_folder(directory, per_class=_HELDOUT_PER_CLASS.value if held else None)
-    return lambda: data.batches(paths, size, 32)
-  names = [n for n in data.SAMPLE_PHOTOS if (n in HELDOUT_PHOTOS) == held]
-  photos, _ = data.sample_photos(size, names)
-  return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))])
+    return silent_units.folder_images(directory, size, _HELDOUT_PER_CLASS.value if held else None)
+  return silent_units.shipped_photos(size, key, crops, held)
 
 
 def main(argv):

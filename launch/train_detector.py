@@ -17,7 +17,6 @@ from absl import flags
 import launch
 from launch import model_flags
 import jax
-import numpy as np
 
 from fvjax.experiments import train_detector
 from fvjax.fooling import detector as det
@@ -47,19 +46,11 @@ _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/train_detector", "Output folder (resumes if it exists).")
 
 
-def choose_units(num_classes, units, num_units, heldout, num_heldout, seed):
-  """Explicit unit lists, or disjoint random draws."""
-  rng = np.random.default_rng(seed)
-  heldout = launch.parse_units(heldout) or list(rng.choice(num_classes, num_heldout, replace=False))
-  rest = np.setdiff1d(np.arange(num_classes), heldout)
-  units = launch.parse_units(units) or list(rng.choice(rest, min(num_units, len(rest)), replace=False))
-  return [int(u) for u in units], [int(u) for u in heldout]
-
-
 def train(model, workdir):
   """Trains (or resumes) a detector for ``model`` with this module's flags; returns its metrics."""
-  units, heldout = choose_units(model.num_classes, _UNITS.value, _NUM_UNITS.value, _HELDOUT_UNITS.value,
-                                _NUM_HELDOUT_UNITS.value, _SEED.value)
+  units, heldout = train_detector.choose_units(
+      model.num_classes, launch.parse_units(_UNITS.value), _NUM_UNITS.value, launch.parse_units(_HELDOUT_UNITS.value),
+      _NUM_HELDOUT_UNITS.value, _SEED.value)
   return train_detector.run(
       model, workdir, key=jax.random.PRNGKey(_SEED.value), train_units=units, heldout_units=heldout,
       thresholds=[int(t) for t in _THRESHOLDS.value], size=_RENDER_SIZE.value, render_batch=_RENDER_BATCH.value,

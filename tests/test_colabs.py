@@ -82,6 +82,14 @@ def test_every_experiment_has_a_notebook():
   assert sorted(n for n in os.listdir(COLABS) if n.endswith(".ipynb")) == sorted(EXPECTED)
 
 
+def test_notebooks_are_what_colabs_build_writes(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  subprocess.run([sys.executable, os.path.join(COLABS, "build.py"), str(tmp_path)], check=True, timeout=120)
+  for name in EXPECTED:
+    with open(os.path.join(COLABS, name)) as a, open(tmp_path / name) as b:
+      assert a.read() == b.read(), f"{name} is stale: run python colabs/build.py colabs"
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_is_clean_and_colab_ready(name):
   nb = _read(name)

@@ -26,8 +26,10 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from fvjax import data
 from fvjax import io
 from fvjax import plots
+from fvjax.experiments import train_detector
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
@@ -42,6 +44,23 @@ def logits_of(model: ModelRecord, images: np.ndarray, batch_size: int = 16) -> n
   fn = jax.jit(lambda p, x: model.apply(p, x)[0])
   return np.concatenate([np.asarray(fn(model.params, images[i:i + batch_size]))
                          for i in range(0, len(images), batch_size)])
+
+
+def heldout_natural(detector_dir: str, size: int, crops: int, key: jax.Array) -> tuple[np.ndarray, list[str]]:
+  """Natural images the detector never saw: from its ``heldout.json``, else all shipped photos.
+
+  Shipped photos come with ``crops`` augmented crops each; image files
+  (a detector trained on a folder) are loaded as they are.
+
+  Returns:
+    ``(images [N,size,size,3], names)``.
+  """
+  path = os.path.join(detector_dir, train_detector.HELDOUT_FILE)
+  names = io.read_json(path)["natural"] if os.path.isfile(path) else list(data.SAMPLE_PHOTOS)
+  if all(n in data.SAMPLE_PHOTOS for n in names):
+    photos, _ = data.sample_photos(size, names)
+    return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))]), names
+  return np.stack([data.load_image(p, size) for p in names]), names
 
 
 def natural_metrics(original: ModelRecord, manipulated: ModelRecord, detector: det.Detector,

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax import data
 from fvjax import io
 from fvjax import plots
 from fvjax.fooling import circuit
@@ -41,6 +42,22 @@ from fvjax.optvis import render as render_lib
 # Natural images: an array [N,H,W,3], or a zero-argument function returning an
 # iterable of such batches (re-iterable, so 50,000 ImageNet images stream from disk).
 Images = np.ndarray | Callable[[], Iterable[np.ndarray]]
+
+
+HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")  # the demo's held-out shipped photos
+
+
+def shipped_photos(size: int, key: jax.Array, crops: int, held: bool) -> np.ndarray:
+  """The demo's natural images: the held-out (or the other) shipped photos, each with ``crops`` augmented crops."""
+  names = [n for n in data.SAMPLE_PHOTOS if (n in HELDOUT_PHOTOS) == held]
+  photos, _ = data.sample_photos(size, names)
+  return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))])
+
+
+def folder_images(directory: str, size: int, per_class: int | None = None, batch_size: int = 32) -> Images:
+  """An image folder as a re-iterable stream of batches (read from disk on every pass)."""
+  paths, _, _ = data.image_folder(directory, per_class=per_class)
+  return lambda: data.batches(paths, size, batch_size)
 
 
 def batches(images: Images, size: int = 16) -> Iterator[np.ndarray]:

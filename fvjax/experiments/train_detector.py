@@ -51,6 +51,28 @@ def split_photos(key: jax.Array, size: int, num_heldout: int = 4,
   return photos[train], photos[held], [names[i] for i in held]
 
 
+def choose_units(num_classes: int, units: Sequence[int] = (), num_units: int = 48, heldout: Sequence[int] = (),
+                 num_heldout: int = 8, seed: int = 0) -> tuple[list[int], list[int]]:
+  """Training and held-out logits: the given lists, or disjoint random draws.
+
+  Args:
+    num_classes: number of logits.
+    units: training logits (empty: ``num_units`` drawn at random among the non-held-out ones).
+    num_units: how many to draw.
+    heldout: held-out logits (empty: ``num_heldout`` drawn at random).
+    num_heldout: how many to draw.
+    seed: numpy seed of the draws.
+
+  Returns:
+    ``(train_units, heldout_units)``.
+  """
+  rng = np.random.default_rng(seed)
+  heldout = list(heldout) or list(rng.choice(num_classes, num_heldout, replace=False))
+  rest = np.setdiff1d(np.arange(num_classes), heldout)
+  units = list(units) or list(rng.choice(rest, min(num_units, len(rest)), replace=False))
+  return [int(u) for u in units], [int(u) for u in heldout]
+
+
 def render_pool(model: ModelRecord, units: Sequence[int], workdir: str, *, key: jax.Array, prefix: str,
                 thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
                 progress: bool = True, **render_options) -> np.ndarray:
