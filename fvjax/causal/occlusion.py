@@ -53,6 +53,7 @@ class Grid(NamedTuple):
 
   @property
   def count(self) -> int:
+    """Number of occluder positions, ``n * n``."""
     return self.n * self.n
 
   def corner(self, flat_index: int) -> tuple[int, int]:
