@@ -30,6 +30,7 @@ from jax.sharding import NamedSharding
 from fvjax import parallel
 from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import objectives
+from fvjax.optvis import render as render_lib
 
 PAPER_FRACTION = 0.4  # a 90 px occluder at 224 px
 PAPER_STRIDE = 2  # 68 x 68 positions at 224 px
@@ -131,18 +132,6 @@ def occluded_images(image: np.ndarray, g: Grid, flat_indices) -> np.ndarray:
                             jnp.asarray(means), g.side))
 
 
-_WIDTHS: dict = {}
-
-
-def _layer_width(model: ModelRecord, layer: str, size: int) -> int:
-  """Channels of ``layer`` (one abstract evaluation per model function, layer and size)."""
-  key = (model.apply, model.check_layer(layer), size)
-  if key not in _WIDTHS:
-    shapes = jax.eval_shape(model.apply, model.params, jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))[1]
-    _WIDTHS[key] = int(shapes[layer].shape[-1])
-  return _WIDTHS[key]
-
-
 @functools.lru_cache(maxsize=32)
 def _sweep_fn(apply, layer: str, g: Grid, chunk: int, mesh: jax.sharding.Mesh):
   """The jitted ``(params, image [S,S,3], unit) -> [n*n]`` for one setting."""
@@ -199,7 +188,7 @@ def sweep(model: ModelRecord, image, layer: str, unit: int, *, fraction: float =
   g = grid(image.shape[0], fraction, stride)
   if not isinstance(chunk, (int, np.integer)) or chunk < 1:
     raise ValueError(f"chunk must be a positive number of images per pass; got {chunk!r}.")
-  width = _layer_width(model, layer, image.shape[0])
+  width = render_lib.layer_width(model, layer)
   if not 0 <= int(unit) < width:
     raise ValueError(f"Unit {unit} is out of range for layer {layer!r} of {model.name}, "
                      f"which has units 0..{width - 1}.")

@@ -99,12 +99,19 @@ def check_units(model: ModelRecord, layer: str, units: np.ndarray) -> None:
     raise ValueError(f"Unit {int(bad[0])} is out of range for layer {layer!r} of {model.name}, which has units 0..{n - 1}.")
 
 
+_WIDTHS: dict = {}  # (apply, layer) -> channels; tracing a real model takes about a second
+
+
 def layer_width(model: ModelRecord, layer: str) -> int:
-  """Number of channels (units) of a layer, from one abstract evaluation."""
-  model.check_layer(layer)
-  h, w = model.input_size
-  shapes = jax.eval_shape(model.apply, model.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))[1]
-  return int(shapes[layer].shape[-1])
+  """Number of channels (units) of a layer, from one abstract evaluation per model function and layer."""
+  key = (model.apply, model.check_layer(layer))
+  if key not in _WIDTHS:
+    if len(_WIDTHS) >= 64:  # bounded: the keys hold model functions alive
+      _WIDTHS.clear()
+    h, w = model.input_size
+    shapes = jax.eval_shape(model.apply, model.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))[1]
+    _WIDTHS[key] = int(shapes[layer].shape[-1])
+  return _WIDTHS[key]
 
 
 def render(
