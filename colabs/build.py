@@ -182,12 +182,13 @@ SANITY_CHECK = notebook(common(
     """, """
     REDUCED = False
     WORKDIR = None  # default: workdir/sanity_check (workdir/sanity_check_reduced when REDUCED)
-    IMAGENET_DIR = None  # an ImageNet-layout folder (one subfolder per class); None: the shipped photos
+    IMAGENET_DIR = None  # an ImageNet-layout folder (one subfolder per WordNet ID); None: the shipped photos
+    CLASS_MAP = None  # for folders not named by WordNet ID: a file of 'folder_name logit_index' lines
     SEED = 0
     """) + [
     code('''
     # Settings derived from REDUCED.
-    MODEL, WEIGHTS, LABEL_OFFSET, PER_CLASS = "efficientnet_lite0", None, 0, 50  # imagenet.flags: inception_v1, its .pth, 1
+    MODEL, WEIGHTS, PER_CLASS = "efficientnet_lite0", None, 50  # imagenet.flags: inception_v1, its .pth
     MEASURE, REDUCTION = "spearman", "flatten"
     if REDUCED:  # a small random CNN (its top-1 splits the photos into 2 classes), 4 steps: seconds on a CPU
       MODEL = "tiny_cnn"
@@ -205,7 +206,7 @@ SANITY_CHECK = notebook(common(
     model = models.load(MODEL, **({} if WEIGHTS is None else {"weights": WEIGHTS}))
     key = jax.random.PRNGKey(SEED)
     if IMAGENET_DIR:
-      classes = sanity_check.folder_classes(IMAGENET_DIR, model.input_size[0], PER_CLASS, NUM_CLASSES, LABEL_OFFSET)
+      classes = sanity_check.folder_classes(IMAGENET_DIR, model, PER_CLASS, NUM_CLASSES, CLASS_MAP)
     else:
       classes = sanity_check.embedded_classes(model, key, CROPS_PER_PHOTO, NUM_CLASSES)
     print(f"{len(classes.classes)} classes:")

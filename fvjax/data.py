@@ -10,7 +10,7 @@ applies itself).
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -101,8 +101,9 @@ def image_folder(root: str | os.PathLike, per_class: int | None = None,
   """Lists an image folder in ImageNet layout: ``root/<class>/<image>``.
 
   Args:
-    root: the folder; its sorted subfolders are the classes (so ImageNet's
-      ``n01440764`` ... give the standard 0..999 indices).
+    root: the folder; its sorted subfolders are the classes. The labels are
+      positions in that sorted list, not logits: map folders to a model's
+      logits by name with :func:`folder_logits`.
     per_class: keep at most this many images per class (sorted by name).
     classes: restrict to these subfolder names.
 
@@ -124,6 +125,36 @@ def image_folder(root: str | os.PathLike, per_class: int | None = None,
       paths.append(os.path.join(root, cname, f))
       labels.append(idx)
   return paths, np.asarray(labels, np.int32), class_names
+
+
+def folder_logits(folders: Sequence[str], logit_of: Mapping[str, int], model_name: str,
+                  num_logits: int) -> tuple[int, ...]:
+  """The logit of each class folder, looked up by the folder's name.
+
+  Args:
+    folders: class folder names (ImageNet's are WordNet IDs such as ``n01440764``).
+    logit_of: folder name -> logit: the model's ``{wnid: logit}``
+      (``ModelRecord.logit_of_wnid()``) or a user's class map
+      (:func:`fvjax.models.labels.read_class_map`).
+    model_name: for the messages.
+    num_logits: the model's number of logits (map entries are checked against it).
+
+  Raises:
+    ValueError: a folder the mapping does not know, or a logit out of range.
+  """
+  out = []
+  for folder in folders:
+    if folder not in logit_of:
+      raise ValueError(
+          f"Class folder {folder!r} is not one of {model_name}'s classes; accepted: folders named by ImageNet "
+          "WordNet ID (e.g. n01440764), or --class_map=FILE (class_map= in the library) with one "
+          "'folder_name logit_index' line per folder for other layouts.")
+    logit = int(logit_of[folder])
+    if not 0 <= logit < num_logits:
+      raise ValueError(f"Class folder {folder!r} maps to logit {logit}, but {model_name} has logits "
+                       f"0..{num_logits - 1}.")
+    out.append(logit)
+  return tuple(out)
 
 
 def batches(paths: Sequence[str], size: int, batch_size: int) -> Iterator[np.ndarray]:

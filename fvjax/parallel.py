@@ -9,7 +9,7 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -54,3 +54,36 @@ def shard_batch(tree: Any, mesh: jax.sharding.Mesh, axis: int = 0) -> Any:
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
   """Places a pytree on every device of the mesh (e.g. model params)."""
   return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, batch_size: int = 16,
+                mesh: jax.sharding.Mesh | None = None) -> Any:
+  """Batched inference: ``fn(params, batch)`` over ``images`` in equal, device-sharded batches.
+
+  Every batch has the same shape (the last one is padded by repeating its last
+  image, and the padding stripped), so a jitted ``fn`` compiles once; each
+  batch is split over the mesh and ``params`` replicated.
+
+  Args:
+    fn: ``(params, images [b,...]) -> pytree of [b, ...]`` arrays, usually jitted.
+    params: any pytree ``fn`` reads besides the images (model params, ...).
+    images: ``[N, ...]`` array.
+    batch_size: images per call (rounded up to a multiple of the device count;
+      smaller when there are fewer images).
+    mesh: a 1-D device mesh (default: all devices).
+
+  Returns:
+    The outputs as numpy arrays, concatenated over the ``N`` images.
+  """
+  mesh = mesh or data_mesh()
+  n = len(images)
+  size = round_up(min(batch_size, max(n, 1)), mesh.size)
+  params = replicate(params, mesh)
+  outs = []
+  for start in range(0, n, size):
+    chunk = np.asarray(images[start:start + size])
+    m = len(chunk)
+    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - m, axis=0)]) if m < size else chunk
+    out = fn(params, shard_batch(chunk, mesh))
+    outs.append(jax.tree_util.tree_map(lambda a, m=m: np.asarray(a)[:m], out))
+  return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)

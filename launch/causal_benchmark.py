@@ -7,8 +7,15 @@ machine observer instead of human participants.
   python -m launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
       --layer=mixed4a --units=97,150 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
 
+Conditions (--conditions): synthetic, natural, mixed (5 natural + 4 synthetic),
+blurred (natural references blurred except the patch that drives the unit)
+and none, built with the 2021 study's recipe: natural references from rank
+bins below the queries, synthetic ones with the study's milder transforms
+(--transforms=study; --transforms=lucid for Lucid's standard set).
+
 Writes into --workdir: trials/unit_<u>_q<i>.png (query, the two occlusions,
-the references), references/unit_<u>_<condition>.png, unit_<u>.json,
+the references), references/unit_<u>_synthetic.png and
+references/unit_<u>_q<i>_<condition>.png, unit_<u>.json,
 metrics.json (accuracy and calibrated score per condition with 95% CIs over
 units, numbers of units and trials, occlusions per second) and accuracy.png.
 With layer:unit items in --units, each layer runs into --workdir/<layer> and
@@ -50,7 +57,17 @@ _SIZE = flags.DEFINE_integer("size", None, "Query image side in px (default: the
 _TOP_K = flags.DEFINE_integer("top_k", 20, "Queries per unit: its top-k activating natural images (paper: 20).")
 _CONDITIONS = flags.DEFINE_list("conditions", list(references.CONDITIONS),
                                 f"Reference conditions, any of: {', '.join(references.CONDITIONS)}.")
-_NUM_REFS = flags.DEFINE_integer("num_references", references.NUM_REFERENCES, "References per condition (paper: 9).")
+_NUM_REFS = flags.DEFINE_integer("num_references", references.NUM_REFERENCES, "References per condition (paper: 9; "
+                                 "mixed: 5 natural + 4 synthetic of 9).")
+_BIN_WIDTH = flags.DEFINE_integer("bin_width", None, "Ranks per bin of the natural references (default: --top_k, "
+                                  "as in the study: 20 queries, bins of 20 ranks below them; shrinks to fit a "
+                                  "small natural set).")
+_TRANSFORMS = flags.DEFINE_string("transforms", references.DEFAULT_PRESET,
+                                  "Transforms of the synthetic references: study (the 2021 study's jitter 16, scale "
+                                  "0.95-1.05, rotate +-5, jitter 8 on a canvas 2x16 px larger, cropped) or lucid "
+                                  "(Lucid's standard_transforms).")
+_BLUR_STRIDE = flags.DEFINE_integer("blur_stride", None, "Stride of the blurred references' sharp-patch search "
+                                    "(default: --stride, as in the study).")
 _STEPS = flags.DEFINE_integer("steps", references.PAPER_STEPS, "Steps per synthetic reference (paper: 2560).")
 _RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Synthetic reference side (default: the model's input size).")
 _DIVERSITY = flags.DEFINE_float("diversity", references.PAPER_DIVERSITY, "Diversity weight (paper: 1e2).")
@@ -78,8 +95,13 @@ def layer_units(items, default_layer):
 def main(argv):
   del argv
   conditions = references.check_conditions(_CONDITIONS.value)
+  references.check_preset(_TRANSFORMS.value)
+  if "mixed" in conditions:
+    references.mixed_split(_NUM_REFS.value)
   model = model_flags.load()
   occlusion.grid(_SIZE.value or model.input_size[0], _FRACTION.value, _STRIDE.value)  # bad input fails fast
+  if _BLUR_STRIDE.value is not None:
+    occlusion.grid(_SIZE.value or model.input_size[0], _FRACTION.value, _BLUR_STRIDE.value)
   name = _OBSERVER.value or observer_lib.default_observer(model.name)
   observer = model if name == model.name and _OBSERVER_WEIGHTS.value == model_flags.WEIGHTS.value else models.load(
       name, **({} if _OBSERVER_WEIGHTS.value is None else {"weights": _OBSERVER_WEIGHTS.value}))
@@ -89,8 +111,9 @@ def main(argv):
              else trials.embedded_set(jax.random.fold_in(key, 1), size, _CROPS.value))
   options = dict(key=key, natural=natural, observer=observer, observer_layer=_OBSERVER_LAYER.value,
                  conditions=conditions, fraction=_FRACTION.value, stride=_STRIDE.value, top_k=_TOP_K.value,
-                 num_references=_NUM_REFS.value, steps=_STEPS.value, render_size=_RENDER_SIZE.value,
-                 diversity=_DIVERSITY.value, render_units=_RENDER_UNITS.value, temperature=_TEMPERATURE.value,
+                 num_references=_NUM_REFS.value, bin_width=_BIN_WIDTH.value, steps=_STEPS.value,
+                 render_size=_RENDER_SIZE.value, diversity=_DIVERSITY.value, transforms=_TRANSFORMS.value,
+                 blur_stride=_BLUR_STRIDE.value, render_units=_RENDER_UNITS.value, temperature=_TEMPERATURE.value,
                  observer_mode=_OBSERVER_MODE.value, chunk=_CHUNK.value)
   by_layer = layer_units(_UNITS.value, _LAYER.value)
   if len(by_layer) == 1:
@@ -100,8 +123,9 @@ def main(argv):
     runs = [benchmark.run(model, layer, units, os.path.join(_WORKDIR.value, layer), **options)
             for layer, units in by_layer.items()]
     metrics = benchmark.combine(runs, _WORKDIR.value)
-  print(f"{metrics['num_units']} units, {metrics['num_trials']} trials; observer {metrics['observer']['model']} "
-        f"({metrics['observer']['layer']}); {metrics['occluder']['positions']} occlusions per query")
+  print(f"{metrics['num_units']} units, {metrics['num_trials']} trials; weights {metrics['weights']}; observer "
+        f"{metrics['observer']['model']} ({metrics['observer']['layer']}); "
+        f"{metrics['occluder']['positions']} occlusions per query")
   print(f"{'condition':>10} {'accuracy':>9} {'95% CI':>15} {'calibrated':>11} {'95% CI':>15}")
   fmt = lambda ci: "n/a" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
   modes = {metrics["observer"]["mode"]: metrics["conditions"], **metrics["other_observer_modes"]}

@@ -65,6 +65,10 @@ def main(argv):
   print(f"natural images ({len(natural)}, from {', '.join(map(os.path.basename, names[:6]))}"
         f"{'...' if len(names) > 6 else ''}): top-1 agreement {metrics['natural_top1_agreement']:.3f}, "
         f"max |logit diff| {metrics['natural_max_abs_logit_diff']:.2e}")
+  m = metrics["margin"]
+  if not m["ok"]:
+    print(f"warning: the circuit's precondition fails on natural images: max F+shift {m['max_f_shifted']:.1f}, "
+          f"max D+shift {m['max_d_shifted']:.1f}, k {m['k']:g}; natural logits change (raise --k).")
   print(f"detector accuracy: natural {metrics['detector_accuracy_natural']:.3f}, "
         f"visualizations {metrics['detector_accuracy_visualization']:.3f}")
   print(f"target similarity: manipulated {metrics['target_similarity_manipulated']:.3f}, "

@@ -19,11 +19,12 @@ import jax
 from fvjax.experiments import sanity_check
 
 _IMAGENET_DIR = flags.DEFINE_string(
-    "imagenet_dir", None, "ImageNet-layout folder (one subfolder per class, sorted = logit order); "
-    "default: the embedded photos grouped by the model's own top-1 class.")
+    "imagenet_dir", None, "ImageNet-layout folder (one subfolder per class, named by WordNet ID, mapped to the "
+    "model's logits by that ID); default: the embedded photos grouped by the model's own top-1 class.")
+_CLASS_MAP = flags.DEFINE_string("class_map", None, "For folders not named by WordNet ID: a file of "
+                                 "'folder_name logit_index' lines.")
 _PER_CLASS = flags.DEFINE_integer("per_class", 50, "Natural images per class (image folder).")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Use only the first N classes (default: all).")
-_LABEL_OFFSET = flags.DEFINE_integer("label_offset", 0, "Logit of folder class k is k + offset (InceptionV1: 1).")
 _CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded mode: augmented crops per photo (same-class images).")
 _STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps per visualization (Lucid: 512).")
 _SIZE = flags.DEFINE_integer("size", None, "Visualization size in px (default: the model's input size).")
@@ -43,8 +44,8 @@ def main(argv):
   model = model_flags.load()
   key = jax.random.PRNGKey(_SEED.value)
   if _IMAGENET_DIR.value:
-    classes = sanity_check.folder_classes(_IMAGENET_DIR.value, model.input_size[0], _PER_CLASS.value,
-                                          _NUM_CLASSES.value, _LABEL_OFFSET.value)
+    classes = sanity_check.folder_classes(_IMAGENET_DIR.value, model, _PER_CLASS.value, _NUM_CLASSES.value,
+                                          _CLASS_MAP.value)
   else:
     classes = sanity_check.embedded_classes(model, key, _CROPS.value, _NUM_CLASSES.value)
   metrics = sanity_check.run(model, classes, _WORKDIR.value, key=key, layers=_LAYERS.value or None,

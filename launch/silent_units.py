@@ -33,6 +33,9 @@ _CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.")
 _UNITS = flags.DEFINE_list("units", ["1", "100", "500", "900"], "Units of --layer to visualize.")
 _STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.")
 _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
+_RESCALE = flags.DEFINE_enum("rescale", "energy", list(silent.RESCALE_RULES),
+                             "How delta and the fooling filter are rescaled against w: energy = the paper's notebook "
+                             "(x * sum(w^2) / sum(x^2)), norm = to w's norm.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/silent_units", "Output folder (created; results are written atomically).")
 
@@ -59,7 +62,7 @@ def main(argv):
       calibration=natural_images(_CALIBRATION_DIR.value, size, k_cal, _CROPS.value, held=False),
       heldout=natural_images(_HELDOUT_DIR.value, size, k_held, _CROPS.value, held=True),
       units=launch.parse_units(_UNITS.value), target_image=target, target_steps=_TARGET_STEPS.value,
-      thresholds=(_STEPS.value,), size=_SIZE.value)
+      thresholds=(_STEPS.value,), size=_SIZE.value, rescale=_RESCALE.value)
   for name in ("calibration_silent_fraction", "heldout_silent_fraction", "calibration_logits_bit_identical",
                "natural_max_abs_logit_diff", "natural_top1_agreement", "target_similarity_manipulated",
                "target_similarity_original", "target_activation_similarity_manipulated",

@@ -27,6 +27,34 @@ def lite0():
   return _lite0()
 
 
+@functools.cache
+def _random(name):
+  from fvjax import models  # pylint: disable=g-import-not-at-top
+  return models.load(name, weights="random")
+
+
+@pytest.fixture(scope="session")
+def inception_random():
+  """InceptionV1 (the paper's model) with random weights: the paper's setting without its weight file."""
+  return _random("inception_v1")
+
+
+@pytest.fixture(scope="session")
+def resnet_random():
+  """ResNet-50 with random weights."""
+  return _random("resnet50")
+
+
+def constant_detector(says_visualization: bool, size: int = 16):
+  """A detector whose logit is +-50 whatever the image (zero kernel, biased output)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from fvjax.fooling import detector as det  # pylint: disable=g-import-not-at-top
+  d = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=size))
+  params = jax.tree_util.tree_map(np.zeros_like, d.variables)
+  params["params"]["Dense_0"]["bias"] = np.full((1,), 50.0 if says_visualization else -50.0, np.float32)
+  return det.Detector(params, d.config)
+
+
 @pytest.fixture(scope="session")
 def photos():
   """The embedded natural photos at 224 px: (images, names)."""

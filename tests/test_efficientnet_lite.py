@@ -60,7 +60,7 @@ def test_depthwise_impls_agree(lite0, photos):
 
 
 def test_random_init_has_the_same_structure(lite0):
-  rand = models.load("efficientnet_lite0", weights=None, key=jax.random.PRNGKey(1))
+  rand = models.load("efficientnet_lite0", weights="random", key=jax.random.PRNGKey(1))
   same = jax.tree_util.tree_structure(rand.params) == jax.tree_util.tree_structure(lite0.params)
   assert same
   shapes = jax.tree_util.tree_map(np.shape, rand.params) == jax.tree_util.tree_map(np.shape, lite0.params)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fast_compile_env
+from conftest import constant_detector, fast_compile_env
 from fvjax import data
 from fvjax import models
 from fvjax.experiments import fooling_circuit
@@ -21,14 +21,6 @@ from fvjax.fooling import detector as det
 from fvjax.fooling import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def constant_detector(says_visualization: bool, size: int = 16) -> det.Detector:
-  """A detector whose logit is +-50 whatever the image (zero kernel, biased output)."""
-  d = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=size))
-  params = jax.tree_util.tree_map(np.zeros_like, d.variables)
-  params["params"]["Dense_0"]["bias"] = np.full((1,), 50.0 if says_visualization else -50.0, np.float32)
-  return det.Detector(params, d.config)
 
 
 def test_gate_is_f_on_natural_and_d_on_visualizations_with_gradient_only_through_d():
@@ -67,14 +59,15 @@ def test_circuit_record_permutation_on_a_subset(says_visualization):
   assert model.params is fooled.params["model"]  # the original record is untouched
 
 
-def test_circuit_image_target_is_the_linear_unit():
+def test_circuit_image_target_is_the_papers_linear_unit():
   model = models.load("tiny_cnn")
   target = data.sample_photos(32, ["astronaut"])[0][0]
   fooled = circuit.circuit(model, constant_detector(True), circuit.image_target(target))
   x = jnp.asarray(data.sample_photos(64, ["coffee"])[0])
   a = np.asarray(fooled.apply(fooled.params, x)[0])
   big = np.asarray(jax.image.resize(jnp.asarray(target), (64, 64, 3), "linear"))
-  d = np.sum(np.asarray(model.preprocess(x))[0] * np.asarray(model.preprocess(big))) / (64 * 64)
+  # The paper's D: the target itself (in [0, 1]) as the weight on the preprocessed input.
+  d = np.sum(np.asarray(model.preprocess(x))[0] * big) / (64 * 64)
   np.testing.assert_allclose(a[0], d + 100, rtol=1e-5)
 
 

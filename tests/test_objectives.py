@@ -21,12 +21,14 @@ def _images(b=3):
 def test_channel_neuron_and_logit():
   a, x = _acts(), _images()
   conv = np.asarray(a["conv"])
-  np.testing.assert_allclose(obj.channel("conv", 2)(a, x), conv[..., 2].mean((1, 2)), rtol=1e-5)
+  # Without batch=, Lucid's mean over the batch: each of the 3 images holds a third.
+  np.testing.assert_allclose(obj.channel("conv", 2)(a, x), conv[..., 2].mean((1, 2)) / 3, rtol=1e-5)
   # Lucid's convention: x indexes rows, y columns; the centre by default.
-  np.testing.assert_allclose(obj.neuron("conv", 1)(a, x), conv[:, 2, 2, 1])
-  np.testing.assert_allclose(obj.neuron("conv", 1, x=4, y=0)(a, x), conv[:, 4, 0, 1])
-  np.testing.assert_allclose(obj.class_logit(7)(a, x), a["logits"][:, 7])
-  np.testing.assert_allclose(obj.channel("logits", 7)(a, x), a["logits"][:, 7])
+  np.testing.assert_allclose(obj.neuron("conv", 1)(a, x), conv[:, 2, 2, 1] / 3, rtol=1e-6)
+  np.testing.assert_allclose(obj.neuron("conv", 1, x=4, y=0)(a, x), conv[:, 4, 0, 1] / 3, rtol=1e-6)
+  np.testing.assert_allclose(obj.class_logit(7)(a, x), a["logits"][:, 7] / 3, rtol=1e-6)
+  np.testing.assert_allclose(obj.channel("logits", 7)(a, x), a["logits"][:, 7] / 3, rtol=1e-6)
+  np.testing.assert_allclose(obj.channel("logits", 7, batch=1)(a, x)[1], a["logits"][1, 7])
   np.testing.assert_allclose(obj.unit_values(a, "conv"), conv.mean((1, 2)), rtol=1e-5)
   # unit_values also takes the (logits, acts) pair a record's apply returns.
   np.testing.assert_allclose(obj.unit_values((a["logits"], {"conv": a["conv"]}), "logits"), a["logits"])
@@ -37,11 +39,11 @@ def test_direction_is_the_mean_dot_product_over_positions():
   vec = np.random.default_rng(2).normal(size=6).astype(np.float32)
   conv = np.asarray(a["conv"], np.float64)
   want = np.array([np.mean([conv[b, i, j] @ vec for i in range(5) for j in range(4)]) for b in range(3)])
-  np.testing.assert_allclose(obj.direction("conv", vec)(a, x), want, rtol=1e-5)
+  np.testing.assert_allclose(obj.direction("conv", vec)(a, x), want / 3, rtol=1e-5)
   # cossim_pow weighs each position by max(0.1, cos)^p (Lucid's _dot_cossim).
   cos = np.einsum("bijc,c->bij", conv, vec) / (1e-4 + np.linalg.norm(conv, axis=-1)) / (1e-4 + np.linalg.norm(vec))
   want = (np.einsum("bijc,c->bij", conv, vec) * np.maximum(0.1, cos) ** 2).mean((1, 2))
-  np.testing.assert_allclose(obj.direction("conv", vec, cossim_pow=2)(a, x), want, rtol=1e-4)
+  np.testing.assert_allclose(obj.direction("conv", vec, cossim_pow=2)(a, x), want / 3, rtol=1e-4)
 
 
 def test_arithmetic():
@@ -96,7 +98,7 @@ def test_units_are_data_so_one_compiled_function_serves_any_units():
   np.testing.assert_allclose(f(a, x, o2.data), o2(a, x), rtol=1e-6)
   # Composite objectives carry their parts' data.
   combo = o1 - 0.5 * obj.direction("conv", np.ones(6))
-  np.testing.assert_allclose(jax.jit(combo.fn)(a, x, combo.data), o1(a, x) - 0.5 * a["conv"].sum(-1).mean((1, 2)),
+  np.testing.assert_allclose(jax.jit(combo.fn)(a, x, combo.data), o1(a, x) - 0.5 * a["conv"].sum(-1).mean((1, 2)) / 3,
                              rtol=1e-5)
 
 
@@ -146,7 +148,9 @@ def test_penalties_on_input():
   x = _images()
   xn = np.asarray(x, np.float64)
   np.testing.assert_allclose(obj.l1(constant=0.5)({}, x), np.abs(xn - 0.5).sum((1, 2, 3)), rtol=1e-5)
-  np.testing.assert_allclose(obj.l2()({}, x), np.sqrt(1e-6 + (xn ** 2).sum((1, 2, 3))), rtol=1e-5)
+  # Lucid's L2 is one root over the whole batch (shared equally); with batch=i, image i's own root.
+  np.testing.assert_allclose(obj.l2()({}, x), [np.sqrt(1e-6 + (xn ** 2).sum()) / 3] * 3, rtol=1e-5)
+  np.testing.assert_allclose(obj.l2(batch=1)({}, x)[1], np.sqrt(1e-6 + (xn[1] ** 2).sum()), rtol=1e-5)
   tv = np.abs(np.diff(xn, axis=1)).sum((1, 2, 3)) + np.abs(np.diff(xn, axis=2)).sum((1, 2, 3))
   np.testing.assert_allclose(obj.total_variation()({}, x), tv, rtol=1e-5)
   assert obj.l1().layers == {"input"}
@@ -156,4 +160,36 @@ def test_gradient_of_channel_under_jit():
   a = _acts()
   g = jax.jit(jax.grad(lambda t: obj.channel("conv", 1)({"conv": t}, _images()).sum()))(a["conv"])
   g = np.asarray(g)
-  assert np.allclose(g[..., 1], 1 / 20) and np.allclose(g[..., [0, 2, 3, 4, 5]], 0)
+  assert np.allclose(g[..., 1], 1 / 60) and np.allclose(g[..., [0, 2, 3, 4, 5]], 0)  # mean over 3 x 20
+
+
+def _lucid_scalar(acts, images, unit):
+  """Lucid's scalar objective, written from its definitions:
+  channel = reduce_mean(T[..., n]) (batch and positions), diversity = sum_{i!=j} <G_i, G_j> / B
+  (l2-normalised grams), L1 = reduce_sum(|x|), L2 = sqrt(1e-6 + reduce_sum(x^2)), TV summed over images."""
+  t = acts["conv"]
+  b = t.shape[0]
+  flat = t.reshape(b, -1, t.shape[-1])
+  grams = jnp.einsum("bpc,bpd->bcd", flat, flat).reshape(b, -1)
+  grams = grams / jnp.linalg.norm(grams, axis=-1, keepdims=True)
+  sims = grams @ grams.T
+  diversity = (sims.sum() - jnp.trace(sims)) / b
+  tv = jnp.abs(jnp.diff(images, axis=1)).sum() + jnp.abs(jnp.diff(images, axis=2)).sum()
+  return (t[..., unit].mean() - 1e2 * diversity - 0.5 * jnp.abs(images).sum()
+          - 0.3 * jnp.sqrt(1e-6 + (images ** 2).sum()) - 0.2 * tv)
+
+
+def test_batch_weighting_and_gradients_match_lucid():
+  # The causal benchmark's synthetic-reference recipe (channel - 1e2 * diversity over 9 images) plus
+  # the penalties: the values sum to Lucid's scalar, so every gradient is Lucid's.
+  a, x = _acts(b=9), _images(b=9)
+  ours = (obj.channel("conv", 2) - 1e2 * obj.diversity("conv") - 0.5 * obj.l1() - 0.3 * obj.l2()
+          - 0.2 * obj.total_variation())
+  total = lambda t, im: ours({"conv": t}, im).sum()
+  np.testing.assert_allclose(total(a["conv"], x), _lucid_scalar(a, x, 2), rtol=1e-5)
+  for argnum, (mine, lucid) in enumerate(zip(jax.grad(total, (0, 1))(a["conv"], x),
+                                             jax.grad(lambda t, im: _lucid_scalar({"conv": t}, im, 2), (0, 1))(a["conv"], x))):
+    np.testing.assert_allclose(mine, lucid, rtol=1e-4, atol=1e-7, err_msg=f"argument {argnum}")
+  # The ratio the old per-image sum got wrong: channel vs diversity gradient weights differ by B.
+  g_channel = jax.grad(lambda t: obj.channel("conv", 2)({"conv": t}, x).sum())(a["conv"])
+  np.testing.assert_allclose(np.asarray(g_channel)[..., 2], 1 / (9 * 20), rtol=1e-6)

@@ -2,14 +2,17 @@
 
 For every unit: rank the natural set by the unit's activation, sweep the
 occluder over each of its ``top_k`` queries (one trial per query), build the
-reference set of every condition, and let the machine observer answer each
+reference set of every condition for every trial (the study's recipe,
+:mod:`fvjax.causal.references`), and let the machine observer answer each
 trial. Accuracy (hard answers) and the calibrated score (mean probability of
 a correct answer) are averaged per unit, then over units with a 95 %
 t-interval (units are the independent samples, as in the paper).
 
 Writes into ``workdir``: per unit ``unit_<u>.json`` (trials, activations,
-occluder positions, observer gaps) and images (``trials/unit_<u>_q<i>.png``,
-``references/unit_<u>_<condition>.png``); ``metrics.json``; ``accuracy.png``.
+occluder positions, the references of every trial, observer gaps) and images
+(``trials/unit_<u>_q<i>.png``, ``references/unit_<u>_synthetic.png`` and
+``references/unit_<u>_q<i>_<condition>.png`` for the conditions whose
+references change from trial to trial); ``metrics.json``; ``accuracy.png``.
 A unit whose json exists with the same settings is not recomputed, so a
 killed run resumes; the natural set's activations are cached in
 ``natural_values.npz``.
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 from fvjax import io
 from fvjax import parallel
 from fvjax import plots
+from fvjax.causal import blur as blur_lib
 from fvjax.causal import figures
 from fvjax.causal import observer as observer_lib
 from fvjax.causal import occlusion
@@ -92,29 +96,37 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
         natural: trials_lib.NaturalSet, observer: ModelRecord, observer_layer: str | None = None,
         conditions: Sequence[str] = references_lib.CONDITIONS, fraction: float = occlusion.PAPER_FRACTION,
         stride: int = occlusion.PAPER_STRIDE, top_k: int = 20, num_references: int = references_lib.NUM_REFERENCES,
-        steps: int = references_lib.PAPER_STEPS, render_size: int | None = None,
-        diversity: float = references_lib.PAPER_DIVERSITY, render_units: int = 16, temperature: float | None = None,
+        bin_width: int | None = None, steps: int = references_lib.PAPER_STEPS, render_size: int | None = None,
+        diversity: float = references_lib.PAPER_DIVERSITY, transforms: str = references_lib.DEFAULT_PRESET,
+        blur_stride: int | None = None, render_units: int = 16, temperature: float | None = None,
         observer_mode: str = "image", chunk: int = 128, mesh: jax.sharding.Mesh | None = None,
         progress: bool = True) -> dict:
   """Runs the benchmark and writes its files (see the module docstring).
 
   Args:
     model: the studied model.
-    layer: its layer.
+    layer: its layer (the paper's setting: InceptionV1 ``mixedX_pre_relu``).
     units: unit indices.
     workdir: output folder; rerunning with the same settings resumes.
-    key: PRNG key (synthetic references).
+    key: PRNG key (synthetic references, the draws from the rank bins).
     natural: the natural image set (queries and natural references).
     observer: the observer model (:mod:`fvjax.causal.observer`).
     observer_layer: its feature layer (default: penultimate).
-    conditions: any of ``synthetic``, ``natural``, ``none``.
+    conditions: any of :data:`fvjax.causal.references.CONDITIONS`.
     fraction: occluder side / image side, in ``(0, 1)`` (paper: 0.4).
     stride: occluder stride in pixels (paper: 2).
     top_k: queries per unit (paper: 20).
-    num_references: references per condition (paper: 9).
+    num_references: references per condition (paper: 9; mixed: 5 natural + 4 synthetic).
+    bin_width: ranks per bin of the natural references (default ``top_k``:
+      the study's bins are as wide as its query bin, 20; they shrink to fit
+      a small natural set).
     steps: optimisation steps of the synthetic references (paper: 2560).
     render_size: side of the synthetic references (default: the model's).
     diversity: diversity weight of the synthetic references (paper: 1e2).
+    transforms: transform preset of the synthetic references, ``"study"``
+      (the 2021 study's milder set, padding cropped off) or ``"lucid"``.
+    blur_stride: stride of the blurred references' patch search (default:
+      ``stride``, as in the study).
     render_units: units whose synthetic references render in one batch.
     temperature: the observer's fixed temperature; ``None`` fits it per unit
       on the other units.
@@ -129,19 +141,26 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
     The metrics dict written to ``metrics.json``.
   """
   conditions = references_lib.check_conditions(conditions)
+  references_lib.check_preset(transforms)
   observer_lib.check_mode(observer_mode)
   g = occlusion.grid(natural.size, fraction, stride)
+  blur_stride = stride if blur_stride is None else blur_stride
+  blur_grid = occlusion.grid(natural.size, fraction, blur_stride)
+  mixed_natural, mixed_synthetic = references_lib.mixed_split(num_references) if "mixed" in conditions else (0, 0)
   units = [int(u) for u in units]
   if not units:
     raise ValueError("At least one unit is needed; pass unit indices such as 3 or 10-12.")
   render_lib.check_units(model, model.check_layer(layer), np.asarray(units))
   if not 1 <= top_k <= natural.count:
     raise ValueError(f"top_k must be between 1 and the number of natural images ({natural.count}); got {top_k}.")
+  if num_references < 1:
+    raise ValueError(f"num_references must be >= 1; got {num_references}.")
   observer_layer = observer.check_layer(observer_layer or observer_lib.penultimate(observer))
-  settings = {"model": model.name, "layer": layer, "size": natural.size, "fraction": fraction, "stride": stride,
-              "top_k": top_k, "num_references": num_references, "steps": steps, "render_size": render_size,
-              "diversity": diversity, "conditions": list(conditions), "observer": observer.name,
-              "observer_layer": observer_layer, "natural_count": natural.count,
+  settings = {"model": model.name, "weights": model.weights, "layer": layer, "size": natural.size,
+              "fraction": fraction, "stride": stride, "top_k": top_k, "num_references": num_references,
+              "bin_width": bin_width, "steps": steps, "render_size": render_size, "diversity": diversity,
+              "transforms": transforms, "blur_stride": blur_stride, "conditions": list(conditions),
+              "observer": observer.name, "observer_layer": observer_layer, "natural_count": natural.count,
               "natural_names": hashlib.sha1("\n".join(natural.names).encode()).hexdigest()[:16],
               "key": np.asarray(jax.random.key_data(key)).ravel().tolist()}
   os.makedirs(workdir, exist_ok=True)
@@ -150,6 +169,8 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   mesh = mesh or parallel.data_mesh()
   params = parallel.replicate(model.params, mesh)
   embed = observer_lib.feature_fn(observer, observer_layer)
+  sweep_options = dict(chunk=chunk, mesh=mesh, params=params)
+  windows: dict[int, np.ndarray] = {}  # natural index -> best sharp-patch position per unit (blurred)
   results, sweep_times = {}, []
   for u in units:
     path = os.path.join(workdir, f"unit_{u}.json")
@@ -158,44 +179,60 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
       if saved.get("settings") == _jsonish(settings):
         results[u] = saved
   pending = [u for u in units if u not in results]
+  groups = ([num_references] if "synthetic" in conditions else []) + ([mixed_synthetic] if mixed_synthetic else [])
   bar = tqdm(total=len(pending), desc=f"causal {model.name} {layer}", disable=not progress)
   for group_start in range(0, len(pending), render_units):
     group = pending[group_start:group_start + render_units]
     synthetic = {}
-    if "synthetic" in conditions:
+    if groups:
       rendered = references_lib.synthetic_references(
-          model, layer, group, key=jax.random.fold_in(key, group[0]), n=num_references, steps=steps,
-          size=render_size, diversity=diversity, mesh=mesh, progress=progress)
-      synthetic = dict(zip(group, rendered))
+          model, layer, group, key=jax.random.fold_in(key, group[0]), n=groups, steps=steps,
+          size=render_size, diversity=diversity, preset=transforms, mesh=mesh, progress=progress)
+      for u, images in zip(group, rendered):
+        parts = np.split(images, np.cumsum(groups)[:-1])
+        synthetic[u] = {"synthetic": parts[0] if "synthetic" in conditions else None,
+                        "mixed": parts[-1] if mixed_synthetic else None}
     for u in group:
       records, images, times = trials_lib.unit_trials(model, layer, u, natural, values[:, u], top_k,
-                                                      fraction=fraction, stride=stride, chunk=chunk, mesh=mesh,
-                                                      params=params)
+                                                      fraction=fraction, stride=stride, **sweep_options)
       sweep_times += times
-      queries = [r["query"] for r in records]
-      refs = {"synthetic": synthetic.get(u),
-              "natural": natural.load(references_lib.natural_references(values[:, u], natural.sources, queries,
-                                                                        num_references))
-                         if "natural" in conditions else None,
-              "none": np.zeros((0, natural.size, natural.size, 3), np.float32)}
-      refs = {c: refs[c] for c in conditions}
+      refs, bins = _trial_references(model, layer, u, natural, values[:, u], records, conditions,
+                                     synthetic.get(u, {}), key, num_references, mixed_natural, bin_width,
+                                     blur_grid, windows, sweep_options)
       _score(records, images, refs, embed)
       _write_images(workdir, f"{model.name} {layer}", u, images, records, refs)
-      results[u] = _jsonish({"unit": u, "settings": settings, "trials": records, "sweep_seconds": float(sum(times)),
-                             "occlusions": len(records) * g.count})
+      results[u] = _jsonish({"unit": u, "settings": settings, "trials": records, "bins": bins,
+                             "sweep_seconds": float(sum(times)), "occlusions": len(records) * g.count})
       io.write_json(os.path.join(workdir, f"unit_{u}.json"), results[u])
       bar.update(1)
   bar.close()
   per_mode = {m: _aggregate(units, results, conditions, temperature, m) for m in observer_lib.MODES}
   # The first sweep of a run includes compilation: leave it out of the throughput.
   timed = sweep_times[1:] if len(sweep_times) > 1 else sweep_times
+  padding = references_lib.TRANSFORM_PRESETS[transforms][1]
+  widths = {c: sorted({len(results[u]["bins"][c][0]) for u in units}) for c in ("natural", "mixed")
+            if all(c in results[u].get("bins", {}) for u in units)}
   metrics = {
-      "model": model.name, "layer": layer, "units": units, "conditions": per_mode[observer_mode],
+      "model": model.name, "weights": model.weights, "layer": layer, "units": units,
+      "conditions": per_mode[observer_mode],
       "other_observer_modes": {m: per_mode[m] for m in observer_lib.MODES if m != observer_mode},
       "num_units": len(units), "num_trials": int(sum(len(results[u]["trials"]) for u in units)),
-      "observer": {"model": observer.name, "layer": observer_layer, "mode": observer_mode,
-                   "same_as_studied": observer.name == model.name, "temperature": temperature},
+      "observer": {"model": observer.name, "weights": observer.weights, "layer": observer_layer,
+                   "mode": observer_mode, "same_as_studied": observer.name == model.name,
+                   "temperature": temperature},
       "occluder": {"size": g.size, "side": g.side, "stride": g.stride, "positions": g.count},
+      "references": {
+          "synthetic": {"steps": steps, "diversity": diversity, "transforms": transforms,
+                        "canvas": (render_size or model.input_size[0]) + 2 * padding, "cropped_px": padding,
+                        "size": render_size or model.input_size[0]},
+          "natural": {"bins": num_references, "bin_width": bin_width or top_k,
+                      "bin_width_used": widths.get("natural"),
+                      "draw": "trial k: element k of every shuffled bin below the queries"},
+          "mixed": {"natural": mixed_natural, "synthetic": mixed_synthetic, "bin_width_used": widths.get("mixed")},
+          "blurred": {"kernel": blur_lib.kernel_size(natural.size),
+                      "sigma": blur_lib.opencv_sigma(blur_lib.kernel_size(natural.size)),
+                      "patch": blur_grid.side, "stride": blur_grid.stride, "positions": blur_grid.count},
+      },
       "settings": settings,
       "occlusions_per_s": (g.count * len(timed) / sum(timed)) if timed else None,
       "human_accuracy": {c: {"mean": m, "plus_minus": pm} for c, (m, pm) in figures.HUMAN_ACCURACY.items()},
@@ -205,6 +242,59 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
   plots.save_figure(figures.bar_plot(metrics), os.path.join(workdir, "accuracy.png"))
   return metrics
+
+
+def _trial_references(model: ModelRecord, layer: str, unit: int, natural: trials_lib.NaturalSet,
+                      values: np.ndarray, records: list[dict], conditions: Sequence[str], synthetic: Mapping,
+                      key: jax.Array, n: int, mixed_natural: int, bin_width: int | None,
+                      blur_grid: occlusion.Grid, windows: dict, sweep_options: dict) -> tuple[list[dict], dict]:
+  """Every trial's reference images per condition; adds what they are to each record.
+
+  Returns:
+    ``(refs, bins)``: ``refs[i]`` maps condition -> ``[n_c, s, s, 3]`` for
+    trial i; ``bins`` the rank bins drawn from (natural-set indices).
+  """
+  queries = [r["query"] for r in records]
+  unit_key = jax.random.fold_in(jax.random.fold_in(key, 0x0b1a5), unit)
+  bins, draws = {}, {}
+  if {"natural", "blurred"} & set(conditions):
+    bins["natural"] = references_lib.rank_bins(values, natural.sources, queries, n, bin_width)
+    draws["natural"] = references_lib.draw_from_bins(bins["natural"], len(records), jax.random.fold_in(unit_key, 1))
+  if "mixed" in conditions:
+    bins["mixed"] = references_lib.rank_bins(values, natural.sources, queries, mixed_natural, bin_width)
+    draws["mixed"] = references_lib.draw_from_bins(bins["mixed"], len(records), jax.random.fold_in(unit_key, 2))
+  size = natural.size
+  refs = []
+  for i, record in enumerate(records):
+    trial = {}
+    for c in conditions:
+      if c == "synthetic":
+        trial[c] = synthetic["synthetic"]
+      elif c == "natural":
+        trial[c] = natural.load(draws["natural"][i])
+      elif c == "mixed":
+        synth = synthetic["mixed"]
+        if synth.shape[1] != size:
+          synth = np.asarray(jax.image.resize(synth, (len(synth), size, size, 3), "linear", antialias=True))
+        trial[c] = np.concatenate([np.clip(synth, 0, 1), natural.load(draws["mixed"][i])])
+      elif c == "blurred":
+        trial[c], corners = [], []
+        for idx in draws["natural"][i]:
+          image = natural.load([int(idx)])[0]
+          if int(idx) not in windows:
+            windows[int(idx)] = blur_lib.window_positions(model, layer, image, fraction=blur_grid.side / size,
+                                                          stride=blur_grid.stride, **sweep_options)
+          trial[c].append(blur_lib.blurred_reference(image, int(windows[int(idx)][unit]), blur_grid))
+          corners.append(list(blur_grid.corner(int(windows[int(idx)][unit]))))
+        trial[c] = np.stack(trial[c])
+        record.setdefault("references", {})["blurred_corners"] = corners
+      else:
+        trial[c] = np.zeros((0, size, size, 3), np.float32)
+    for c in ("natural", "mixed"):
+      if c in draws and (c in conditions or (c == "natural" and "blurred" in conditions)):
+        record.setdefault("references", {})[c] = [int(j) for j in draws[c][i]]
+    refs.append(trial)
+  return refs, {c: b.tolist() for c, b in bins.items()}
 
 
 def _pool(runs: Sequence[dict], conditions_of) -> dict:
@@ -259,34 +349,46 @@ def combine(runs: Sequence[dict], workdir: str) -> dict:
   return metrics
 
 
-def _score(records: list[dict], images: np.ndarray, refs: Mapping[str, np.ndarray], embed) -> None:
+def _score(records: list[dict], images: np.ndarray, refs: Sequence[Mapping[str, np.ndarray]], embed) -> None:
   """Adds the observer's gaps of every mode and condition to each trial record.
 
   ``"gaps"`` (image mode): the correct choice should look more like the
   references; ``"gaps_patch"``: the correct occluder should hide a patch that
   looks less like them. Gaps are the correct choice's score minus the wrong one's.
+  Every distinct reference image (by identity of its array) is embedded once.
   """
   n = len(records)
   choices = embed(images[:, 1:].reshape(-1, *images.shape[2:])).reshape(n, 2, -1)
   patches = np.concatenate([observer_lib.hidden_patches(im[0], r) for im, r in zip(images, records)])
   hidden = embed(patches).reshape(n, 2, -1)
-  for c, ref_images in refs.items():
-    ref_features = embed(ref_images) if len(ref_images) else None
-    gaps = {"gaps": observer_lib.similarity_gaps(choices, ref_features),
-            "gaps_patch": -observer_lib.similarity_gaps(hidden, ref_features)}
-    for i, r in enumerate(records):
-      for field, g in gaps.items():
-        r.setdefault(field, {})[c] = float(g[i]) + 0.0  # + 0.0: no -0.0 in the json
+  cache = {}
+  for i, r in enumerate(records):
+    for c, ref_images in refs[i].items():
+      if not len(ref_images):
+        features = None
+      else:
+        if id(ref_images) not in cache:
+          cache[id(ref_images)] = (ref_images, embed(ref_images))  # keep the array alive: ids stay unique
+        features = cache[id(ref_images)][1]
+      gaps = {"gaps": observer_lib.similarity_gaps(choices[i:i + 1], features)[0],
+              "gaps_patch": -observer_lib.similarity_gaps(hidden[i:i + 1], features)[0]}
+      for field, value in gaps.items():
+        r.setdefault(field, {})[c] = float(value) + 0.0  # + 0.0: no -0.0 in the json
 
 
 def _write_images(workdir: str, name: str, unit: int, images: np.ndarray, records: list[dict],
-                  refs: Mapping[str, np.ndarray]) -> None:
-  """The unit's reference grids and one panel per trial."""
-  for c, ref_images in refs.items():
-    if len(ref_images):
+                  refs: Sequence[Mapping[str, np.ndarray]]) -> None:
+  """The unit's reference grids (per unit where they are the same for all trials) and one panel per trial."""
+  for c, ref_images in refs[0].items():
+    if not len(ref_images):
+      continue
+    if all(r[c] is ref_images for r in refs):
       io.write_png(os.path.join(workdir, "references", f"unit_{unit}_{c}.png"), plots.grid(ref_images, cols=3))
+    else:
+      for i, r in enumerate(refs):
+        io.write_png(os.path.join(workdir, "references", f"unit_{unit}_q{i}_{c}.png"), plots.grid(r[c], cols=3))
   for i, r in enumerate(records):
-    fig = figures.trial_panel(images[i], r, refs, r["gaps"], title=f"{name}:{unit}, query {i}")
+    fig = figures.trial_panel(images[i], r, refs[i], r["gaps"], title=f"{name}:{unit}, query {i}")
     plots.save_figure(fig, os.path.join(workdir, "trials", f"unit_{unit}_q{i}.png"), dpi=80)
 
 

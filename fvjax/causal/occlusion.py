@@ -15,6 +15,11 @@ bounded, and each chunk's batch is sharded over the 1-D device mesh of
 studied layer is returned, so XLA drops the layers above it.
 :func:`brute_force_sweep` is the obvious per-occlusion loop, kept as the
 reference for tests and for the benchmark.
+
+:func:`reveal_sweep` is the inverse, for the study's "blurred" references: a
+background (the blurred image) everywhere except a sharp window of the same
+side at each grid position; it returns, for every unit of the layer at once,
+the window position that maximises the unit's activation.
 """
 
 from __future__ import annotations
@@ -117,10 +122,32 @@ def occlude(image: jax.Array, rows: jax.Array, cols: jax.Array, means: jax.Array
     with ``means[p]``.
   """
   h, w = image.shape[:2]
+  return jnp.where(_mask(h, w, rows, cols, side), means[:, None, None, :], image[None])
+
+
+def reveal(image: jax.Array, background: jax.Array, rows: jax.Array, cols: jax.Array, side: int) -> jax.Array:
+  """Copies of ``background`` with one square window of ``image`` each.
+
+  Args:
+    image: ``[H, W, 3]`` the sharp image.
+    background: ``[H, W, 3]`` what shows outside the window (e.g. ``image`` blurred).
+    rows: ``[P]`` top row of each window.
+    cols: ``[P]`` left column of each window.
+    side: window side in pixels.
+
+  Returns:
+    ``[P, H, W, 3]``: copy p shows ``image`` inside the square at
+    ``(rows[p], cols[p])`` and ``background`` elsewhere.
+  """
+  h, w = image.shape[:2]
+  return jnp.where(_mask(h, w, rows, cols, side), image[None], background[None])
+
+
+def _mask(h: int, w: int, rows: jax.Array, cols: jax.Array, side: int) -> jax.Array:
+  """``[P, H, W, 1]``: True inside the square of side ``side`` at ``(rows[p], cols[p])``."""
   in_r = (jnp.arange(h)[None] >= rows[:, None]) & (jnp.arange(h)[None] < rows[:, None] + side)  # [P, H]
   in_c = (jnp.arange(w)[None] >= cols[:, None]) & (jnp.arange(w)[None] < cols[:, None] + side)  # [P, W]
-  mask = in_r[:, :, None, None] & in_c[:, None, :, None]
-  return jnp.where(mask, means[:, None, None, :], image[None])
+  return in_r[:, :, None, None] & in_c[:, None, :, None]
 
 
 def occluded_images(image: np.ndarray, g: Grid, flat_indices) -> np.ndarray:
@@ -133,27 +160,56 @@ def occluded_images(image: np.ndarray, g: Grid, flat_indices) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _sweep_fn(apply, layer: str, g: Grid, chunk: int, mesh: jax.sharding.Mesh):
-  """The jitted ``(params, image [S,S,3], unit) -> [n*n]`` for one setting."""
+def _sweep_fn(apply, layer: str, g: Grid, chunk: int, mesh: jax.sharding.Mesh, mode: str = "occlude"):
+  """The jitted sweep for one setting.
+
+  ``mode="occlude"``: ``(params, image [S,S,3], unit) -> [n*n]`` activations
+  of one unit with the occluder at every position. ``mode="reveal"``:
+  ``(params, image, background, _) -> [C]`` for every unit of the layer the
+  flat grid index of the sharp window that maximises it.
+  """
   num_chunks = -(-g.count // chunk)
   sharded = parallel.batch_sharding(mesh, 4)
 
-  @jax.jit
-  def fn(params, image, unit):
-    means = patch_means(image, g).reshape(-1, 3)
-    flat = jnp.minimum(jnp.arange(num_chunks * chunk), g.count - 1)  # pad with the last position
+  def values(params, image, background, unit):
+    """``[num_chunks * chunk]`` (occlude: ``unit`` only) or ``[num_chunks * chunk, C]`` (reveal)."""
+    flat = jnp.minimum(jnp.arange(num_chunks * chunk), g.count - 1)
     rows, cols = (flat // g.n) * g.stride, (flat % g.n) * g.stride
-    xs = (rows.reshape(num_chunks, chunk), cols.reshape(num_chunks, chunk), means[flat].reshape(num_chunks, chunk, 3))
+    if mode == "occlude":
+      fills = patch_means(image, g).reshape(-1, 3)[flat]
+    else:
+      fills = jnp.zeros((num_chunks * chunk, 3), image.dtype)
+    xs = (rows.reshape(num_chunks, chunk), cols.reshape(num_chunks, chunk), fills.reshape(num_chunks, chunk, 3))
 
     def one_chunk(x):
       r, c, m = x
-      batch = jax.lax.with_sharding_constraint(occlude(image, r, c, m, g.side), sharded)
-      values = objectives.unit_values(apply(params, batch), layer)  # [chunk, C]
-      return jnp.take(values, unit, axis=1)
+      batch = occlude(image, r, c, m, g.side) if mode == "occlude" else reveal(image, background, r, c, g.side)
+      v = objectives.unit_values(apply(params, jax.lax.with_sharding_constraint(batch, sharded)), layer)
+      return jnp.take(v, unit, axis=1) if mode == "occlude" else v  # [chunk] or [chunk, C]
 
-    return jax.lax.map(one_chunk, xs).reshape(-1)[:g.count]
+    out = jax.lax.map(one_chunk, xs)
+    return out.reshape(num_chunks * chunk, *out.shape[2:])
+
+  @jax.jit
+  def fn(params, image, background, unit):
+    v = values(params, image, background, unit)[:g.count]
+    return v if mode == "occlude" else jnp.argmax(v, axis=0)  # argmax: the first maximum, row-major
 
   return fn
+
+
+def _prepare(model: ModelRecord, image, fraction: float, stride: int, chunk: int, mesh, params):
+  """Checks a sweep's arguments; returns ``(image, grid, chunk, mesh, params)``."""
+  image = check_images(model, np.asarray(image)[None])[0]
+  if image.shape[0] != image.shape[1]:
+    raise ValueError(f"Occlusion queries must be square images; got {image.shape[0]}x{image.shape[1]}.")
+  g = grid(image.shape[0], fraction, stride)
+  if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    raise ValueError(f"chunk must be a positive number of images per pass; got {chunk!r}.")
+  mesh = mesh or parallel.data_mesh()
+  chunk = parallel.round_up(min(int(chunk), parallel.round_up(g.count, mesh.size)), mesh.size)
+  params = parallel.replicate(model.params, mesh) if params is None else params
+  return image, g, chunk, mesh, params
 
 
 def sweep(model: ModelRecord, image, layer: str, unit: int, *, fraction: float = PAPER_FRACTION,
@@ -182,22 +238,44 @@ def sweep(model: ModelRecord, image, layer: str, unit: int, *, fraction: float =
   Raises:
     ValueError: a bad image, fraction, stride, chunk or unit, in one sentence.
   """
-  image = check_images(model, np.asarray(image)[None])[0]
-  if image.shape[0] != image.shape[1]:
-    raise ValueError(f"Occlusion queries must be square images; got {image.shape[0]}x{image.shape[1]}.")
-  g = grid(image.shape[0], fraction, stride)
-  if not isinstance(chunk, (int, np.integer)) or chunk < 1:
-    raise ValueError(f"chunk must be a positive number of images per pass; got {chunk!r}.")
+  image, g, chunk, mesh, params = _prepare(model, image, fraction, stride, chunk, mesh, params)
   width = render_lib.layer_width(model, layer)
   if not 0 <= int(unit) < width:
     raise ValueError(f"Unit {unit} is out of range for layer {layer!r} of {model.name}, "
                      f"which has units 0..{width - 1}.")
-  mesh = mesh or parallel.data_mesh()
-  chunk = parallel.round_up(min(int(chunk), parallel.round_up(g.count, mesh.size)), mesh.size)
-  params = parallel.replicate(model.params, mesh) if params is None else params
   fn = _sweep_fn(model.apply, layer, g, chunk, mesh)
-  values = fn(params, jax.device_put(image, NamedSharding(mesh, jax.sharding.PartitionSpec())), jnp.int32(unit))
+  replicated = jax.device_put(image, NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  values = fn(params, replicated, replicated, jnp.int32(unit))
   return np.asarray(values).reshape(g.n, g.n)
+
+
+def reveal_sweep(model: ModelRecord, image, background, layer: str, *, fraction: float = PAPER_FRACTION,
+                 stride: int = PAPER_STRIDE, chunk: int = 128, mesh: jax.sharding.Mesh | None = None,
+                 params=None) -> np.ndarray:
+  """Where a sharp window on a background maximises each unit of a layer.
+
+  The image shown at a grid position is ``background`` everywhere except a
+  square window (the occluder's side) that shows ``image``. One jitted pass
+  over all positions, like :func:`sweep`; every unit of the layer is read
+  from the same forward passes.
+
+  Args:
+    model, image, layer, fraction, stride, chunk, mesh, params: as for :func:`sweep`.
+    background: ``[S, S, 3]`` in ``[0, 1]``, the same shape as ``image``.
+
+  Returns:
+    ``[C]`` int: per unit, the flat grid index (row-major; the first on
+    ties) of the window position with the highest activation; corners via
+    ``grid(S, fraction, stride).corner(index)``.
+  """
+  image, g, chunk, mesh, params = _prepare(model, image, fraction, stride, chunk, mesh, params)
+  background = check_images(model, np.asarray(background)[None])[0]
+  if background.shape != image.shape:
+    raise ValueError(f"The background must have the image's shape {tuple(image.shape)}; "
+                     f"got {tuple(background.shape)}.")
+  fn = _sweep_fn(model.apply, model.check_layer(layer), g, chunk, mesh, "reveal")
+  rep = NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return np.asarray(fn(params, jax.device_put(image, rep), jax.device_put(background, rep), jnp.int32(0)))
 
 
 def brute_force_sweep(model: ModelRecord, image, layer: str, unit: int, *, fraction: float = PAPER_FRACTION,

@@ -9,6 +9,8 @@ visualizations at every threshold) and ``metrics.json``:
   the same for the manipulated and the original model;
 - ``natural_max_abs_logit_diff``: largest ``|A - shift - F|`` over natural
   images and logits (the constant shift removed);
+- ``margin``: the circuit's precondition on those natural images (largest
+  ``F + shift`` and ``D + shift`` against ``k``, :func:`circuit.margin`);
 - ``detector_accuracy_natural`` / ``detector_accuracy_visualization``: the
   detector on those natural images / on the original model's visualizations
   of the shown units at every threshold;
@@ -28,6 +30,7 @@ import numpy as np
 
 from fvjax import data
 from fvjax import io
+from fvjax import parallel
 from fvjax import plots
 from fvjax.experiments import train_detector
 from fvjax.fooling import circuit as circuit_lib
@@ -41,9 +44,7 @@ PAPER_THRESHOLDS = (2, 4, 8, 16, 32)  # the paper shows the image target after s
 
 def logits_of(model: ModelRecord, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
   """``[N,K]`` logits of ``images``."""
-  fn = jax.jit(lambda p, x: model.apply(p, x)[0])
-  return np.concatenate([np.asarray(fn(model.params, images[i:i + batch_size]))
-                         for i in range(0, len(images), batch_size)])
+  return parallel.map_batches(jax.jit(lambda p, x: model.apply(p, x)[0]), model.params, images, batch_size)
 
 
 def heldout_natural(detector_dir: str, size: int, crops: int, key: jax.Array) -> tuple[np.ndarray, list[str]]:
@@ -108,9 +109,10 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
   after = render_lib.render(manipulated, units, **opts)
   before = render_lib.render(model, units, **opts)
   if target.kind == "permutation":
-    # The target of unit u is the original visualization of unit u + offset,
-    # rendered from the same starting image.
-    targets = render_lib.render(model, [(u + target.offset) % model.num_classes for u in units], **opts).images
+    # The target of unit u is the original visualization of the unit it shows
+    # (class u + offset among the model's classes), rendered from the same starting image.
+    source = circuit_lib.source_logits(model, target.offset)
+    targets = render_lib.render(model, [int(source[u]) for u in units], **opts).images
   else:
     targets = np.broadcast_to(target.image, (len(thresholds), len(units), *target.image.shape))
   sim_after = [circuit_lib.pearson(after.images[t], targets[t]) for t in range(len(thresholds))]
@@ -119,12 +121,14 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
 
   metrics = {
       "model": model.name,
+      "weights": model.weights,
       "target": target.kind if target.kind == "image" else f"permutation (offset {target.offset})",
       "units": units,
       "num_manipulated_units": model.num_classes if manipulate is None else len(set(manipulate)),
       "k": k,
       "thresholds": list(after.thresholds),
       **natural_metrics(model, manipulated, detector, natural_images),
+      "margin": circuit_lib.margin(model, target, natural_images, k=k),
       "detector_accuracy_visualization": training.accuracy(detector, fvs, 1),
       "target_similarity_manipulated": float(np.mean(sim_after[-1])),
       "target_similarity_original": float(np.mean(sim_before[-1])),

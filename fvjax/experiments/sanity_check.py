@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,19 +27,23 @@ from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax import io
+from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
+from fvjax.models import labels as labels_lib
 from fvjax.models.record import ModelRecord
 from fvjax.optvis import render as render_lib
 
 
 class ClassImages(NamedTuple):
   """Natural images by class: ``classes[i]`` is a logit index; ``load(i)`` gives
-  that class's images ``[n,H,W,3]`` in ``[0,1]``; ``names[i]`` a label."""
+  that class's images ``[n,H,W,3]`` in ``[0,1]``; ``names[i]`` a label;
+  ``wnids[i]`` its WordNet ID (``""`` where unknown)."""
 
   classes: tuple[int, ...]
   load: Callable[[int], np.ndarray]
   names: tuple[str, ...]
+  wnids: tuple[str, ...] = ()
 
 
 def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 8,
@@ -52,9 +56,7 @@ def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 
   """
   size = model.input_size[0]
   photos, names = data.sample_photos(size)
-  logits = np.concatenate([np.asarray(jax.jit(model.apply)(model.params, photos[i:i + 8])[0])
-                           for i in range(0, len(photos), 8)])
-  top1 = logits.argmax(-1)
+  top1 = parallel.map_batches(jax.jit(lambda p, x: model.apply(p, x)[0].argmax(-1)), model.params, photos, 8)
   groups = collections.OrderedDict()
   for i, c in enumerate(top1):
     groups.setdefault(int(c), []).append(i)
@@ -68,21 +70,40 @@ def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 
 
   label = (lambda c: model.labels[c]) if model.labels else str
   names = tuple(f"{label(c)} ({', '.join(names[j] for j in groups[c])})" for c in classes)
-  return ClassImages(classes, load, names)
+  return ClassImages(classes, load, names, tuple(model.wnids[c] if model.wnids else "" for c in classes))
 
 
-def folder_classes(root: str, size: int, per_class: int = 50, num_classes: int | None = None,
-                   label_offset: int = 0) -> ClassImages:
-  """An ImageNet-layout folder: subfolder k (sorted) is logit ``k + label_offset``
-  (InceptionV1's 1008 logits start with a dummy class: offset 1)."""
+def folder_classes(root: str, model: ModelRecord, per_class: int = 50, num_classes: int | None = None,
+                   class_map: str | Mapping[str, int] | None = None) -> ClassImages:
+  """An ImageNet-layout folder ``root/<class>/<image>``, each class folder mapped to its logit by name.
+
+  Args:
+    root: the folder.
+    model: the model whose logits the classes are (its ``wnids`` map
+      WordNet-ID folder names such as ``n01440764`` to logits: InceptionV1's
+      order is not the sorted one).
+    per_class: images per class (the first by file name).
+    num_classes: only the first N class folders (sorted by name).
+    class_map: for other layouts: a file of ``folder_name logit_index`` lines,
+      or a dict; replaces the WordNet-ID lookup.
+
+  Raises:
+    ValueError: a folder name that is neither a WordNet ID of the model nor
+      in ``class_map`` (one sentence saying how to pass a mapping).
+  """
   paths, labels, class_names = data.image_folder(root, per_class=per_class)
   by_class = collections.defaultdict(list)
   for p, l in zip(paths, labels):
     by_class[int(l)].append(p)
   keep = sorted(by_class)[:num_classes]
-  return ClassImages(tuple(k + label_offset for k in keep),
-                     lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]),
-                     tuple(class_names[k] for k in keep))
+  folders = [class_names[k] for k in keep]
+  logit_of = labels_lib.read_class_map(class_map) if isinstance(class_map, str) else class_map
+  logits = data.folder_logits(folders, logit_of if logit_of is not None else model.logit_of_wnid(), model.name,
+                              model.num_classes)
+  size = model.input_size[0]
+  wnids = tuple(model.wnids[c] if model.wnids else "" for c in logits)
+  names = tuple(f"{model.labels[c]} ({f})" if model.labels else f for c, f in zip(logits, folders))
+  return ClassImages(logits, lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]), names, wnids)
 
 
 def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reduction: str):
@@ -177,8 +198,9 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
     per_class = similarity.ClassSimilarity(sims["fv"][:, j], sims["same"][:, j], sims["diff"][:, j])
     per_layer[l] = similarity.summarise(per_class, num_bootstrap=num_bootstrap)
   metrics = {
-      "model": model.name, "measure": measure, "reduction": reduction, "steps": steps,
-      "num_classes": num, "classes": [int(c) for c in classes.classes], "class_names": list(classes.names),
+      "model": model.name, "weights": model.weights, "measure": measure, "reduction": reduction, "steps": steps,
+      "num_classes": num, "classes": [int(c) for c in classes.classes], "class_wnids": list(classes.wnids),
+      "class_names": list(classes.names),
       "num_other_classes": num_other, "seconds": time.time() - start, "layers": list(layers),
       "per_layer": per_layer,
   }

@@ -118,8 +118,8 @@ def _activation_similarity(model, path, images, target):
 
 def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
         heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
-        thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, progress: bool = True,
-        **render_options) -> dict:
+        thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, rescale: str = "energy",
+        progress: bool = True, **render_options) -> dict:
   """Adds silent fooling units to the convolution ``path`` and measures what changed.
 
   Args:
@@ -137,6 +137,8 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
     target_steps: steps for that default target (paper: 2000).
     thresholds: render step counts for the unit visualizations.
     size: render size (default the model's input size).
+    rescale: ``"energy"`` (the paper's notebook) or ``"norm"``: how delta and
+      the fooling filter are rescaled against ``w`` (:func:`silent.combine`).
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
@@ -149,7 +151,7 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
   opts = dict(layer=path, size=size, progress=progress, **render_options)
   if target_image is None:
     target_image = render_lib.render(original, [0], key=k_target, thresholds=(target_steps,), **opts).images[-1, 0]
-  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta)
+  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta, rescale=rescale)
   manipulated = silent.add_silent_units(model, path, filters)
 
   units = [int(u) for u in units]
@@ -158,7 +160,9 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
   cal, held = natural_passes(model, manipulated, path, filters, [calibration, heldout])
   metrics = {
       "model": model.name,
+      "weights": model.weights,
       "layer": path,
+      "rescale": rescale,
       "num_units": int(filters.kernel.shape[-1]),
       "num_calibration_images": cal["count"],
       "num_heldout_images": held["count"],

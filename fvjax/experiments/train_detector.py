@@ -165,6 +165,7 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
 
   metrics = {
       "model": model.name,
+      "weights": model.weights,
       "detector": os.path.abspath(out_dir),
       "config": dataclasses.asdict(detector.config),
       "thresholds": sorted(int(t) for t in thresholds),

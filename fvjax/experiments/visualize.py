@@ -66,6 +66,7 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   plots.save_figure(plots.labelled_grid(final, titles), os.path.join(workdir, "grid.png"))
   metrics = {
       "model": model.name,
+      "weights": model.weights,
       "layer": layer,
       "thresholds": list(result.thresholds),
       "render_seconds": seconds,

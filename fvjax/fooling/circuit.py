@@ -14,12 +14,18 @@ softmax and argmax are unchanged wherever the detector says "natural".
 
 Targets:
 
-- :func:`permutation`: unit i shows the visualization of unit
-  ``(i + offset) mod n`` (paper: offset 100 over Inception-V1's classes).
-- :func:`image_target`: D is a linear unit whose weight is the target image,
-  ``D = <pre(x), pre(t)> / (h*w)`` with ``pre`` the model's own input
-  preprocessing (so the weight is zero-centred the way the network's input
-  is), ``t`` resized to the input's size.
+- :func:`permutation`: class i shows the visualization of class
+  ``(i + offset) mod n`` over the model's ``n`` real classes
+  (``record.class_logits``: InceptionV1's 1000 classes, never its 1008
+  outputs; paper: offset 100).
+- :func:`image_target`: D is a linear unit on the model's preprocessed input
+  whose weight is the target image itself, in ``[0, 1]``:
+  ``D = <pre(x), t> / (h*w)`` (the paper's notebook: the image divided by
+  224*224), ``t`` resized to the input's size.
+
+The gate is exact only while ``F + shift < k`` and ``D + shift < k``
+(otherwise ``C = ReLU(D' + kE - k)`` leaks into natural logits);
+:func:`margin` measures both on natural images.
 
 :func:`circuit` is pure: it returns a new model record whose params are
 ``{"model": ..., "detector": ..., "target": ...}``; the old record is untouched.
@@ -33,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax import parallel
 from fvjax.fooling import detector as det
 from fvjax.models.record import ModelRecord
 
@@ -81,11 +88,23 @@ def gate(f: jax.Array, d: jax.Array, e: jax.Array, k: float = PAPER_K, shift: fl
 
 
 def linear_unit(model: ModelRecord, weight: jax.Array, images: jax.Array) -> jax.Array:
-  """``[B]``: ``<pre(x), pre(weight)> / (h*w)``, the weight resized to the images' size."""
+  """``[B]``: the paper's ``D = <pre(x), t> / (h*w)``, ``t`` (in ``[0,1]``) resized to the images' size."""
   b, h, w, _ = images.shape
   if weight.shape[:2] != (h, w):
     weight = jax.image.resize(weight, (h, w, 3), "linear")
-  return jnp.einsum("bhwc,hwc->b", model.preprocess(images), model.preprocess(weight)) / (h * w)
+  return jnp.einsum("bhwc,hwc->b", model.preprocess(images), weight) / (h * w)
+
+
+def source_logits(model: ModelRecord, offset: int) -> np.ndarray:
+  """``[K]``: the logit whose visualization each logit shows under :func:`permutation`.
+
+  Class ``class_logits[i]`` shows ``class_logits[(i + offset) mod n]``; logits
+  that are not classes (InceptionV1's dummy and extra outputs) show themselves.
+  """
+  classes = model.class_logits
+  source = np.arange(model.num_classes)
+  source[classes] = classes[(np.arange(len(classes)) + offset) % len(classes)]
+  return source
 
 
 def circuit(model: ModelRecord, detector: det.Detector, target: Target, *, units: Sequence[int] | None = None,
@@ -115,7 +134,7 @@ def circuit(model: ModelRecord, detector: det.Detector, target: Target, *, units
   mask = np.zeros(n, bool)
   mask[chosen] = True
   if target.kind == "permutation":
-    source = (np.arange(n) + target.offset) % n
+    source = source_logits(model, target.offset)
     weight = np.zeros((), np.float32)
   elif target.kind == "image":
     source, weight = None, jnp.asarray(target.image)
@@ -135,6 +154,45 @@ def circuit(model: ModelRecord, detector: det.Detector, target: Target, *, units
 
   params = {"model": model.params, "detector": detector.variables, "target": weight}
   return model.replace(name=name or f"{model.name}+fooling", apply=apply, params=params, module=None)
+
+
+def margin(model: ModelRecord, target: Target, images: np.ndarray, *, k: float = PAPER_K,
+           shift: float = PAPER_SHIFT, batch_size: int = 16) -> dict:
+  """The circuit's precondition on natural images: ``F + shift`` and ``D + shift`` stay below ``k``.
+
+  Where ``D + shift >= k`` on a natural image, ``C = ReLU(D' - k)`` is non-zero
+  with ``E = 0`` and the natural logits change; where ``F + shift >= k``, the
+  original unit survives ``E = 1`` and leaks into the visualization.
+
+  Args:
+    model: the original record.
+    target: the circuit's target.
+    images: natural images ``[N,H,W,3]`` in ``[0,1]``.
+    k: gate strength.
+    shift: constant offset.
+    batch_size: images per forward pass.
+
+  Returns:
+    ``{"max_f_shifted", "max_d_shifted", "k", "ok"}``: the largest ``F + shift``
+    and ``D + shift`` over the images (and logits), ``k``, and whether both are
+    below ``k``.
+  """
+  weight = target.image if target.kind == "image" else np.zeros((), np.float32)
+  f, d = parallel.map_batches(_f_and_d(model, target.kind), (model.params, weight), images, batch_size)
+  max_f, max_d = float(f.max()) + shift, float(d.max()) + shift
+  return {"max_f_shifted": max_f, "max_d_shifted": max_d, "k": float(k), "ok": bool(max(max_f, max_d) < k)}
+
+
+def _f_and_d(model: ModelRecord, kind: str):
+  """A jitted ``((params, weight), images) -> (F [B,K], D [B])`` (``D = F`` for a permutation)."""
+
+  @jax.jit
+  def fn(params_and_weight, images):
+    params, weight = params_and_weight
+    f = model.apply(params, images)[0]
+    return f, (f if kind == "permutation" else linear_unit(model, weight, images))
+
+  return fn
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,9 +8,12 @@ whose ReLU output is summed into the convolution's output:
 - ``delta``: the filter that maximises the summed response to the target
   image's input activation (SGD, learning rate 1e-3, 50 steps, renormalised to
   unit norm after each step);
-- orthogonalised against ``w`` (``delta -= <w,delta>/<w,w> w``) and rescaled to
-  the energy (norm) of ``w``;
-- ``w_fool = 100 * rescale(w + 3 delta, |w|)``;
+- orthogonalised against ``w`` (``delta -= <w,delta>/<w,w> w``) and rescaled
+  to the energy of ``w``: as the paper's notebook does it, by dividing by the
+  energy, ``delta * sum(w^2) / sum(delta^2)`` (``rescale="energy"``, the
+  default), or to ``w``'s norm, ``delta * |w| / |delta|``, as the paper's text
+  reads (``rescale="norm"``);
+- ``w_fool = 100 * rescale(w + 3 delta, w)`` with the same rule;
 - ``b = -max`` of ``conv(a, w_fool)`` over the calibration images' input
   activations ``a`` (every position), so the fooling unit is exactly zero on
   all of them and the network's output does not change by a single bit.
@@ -42,6 +45,7 @@ PAPER_STEPS = 50
 PAPER_LEARNING_RATE = 1e-3
 PAPER_MIX = 3.0
 PAPER_SCALE = 100.0
+RESCALE_RULES = ("energy", "norm")  # energy: the notebook's x * sum(w^2) / sum(x^2); norm: x * |w| / |x|
 DEFAULT_MARGIN = 1e-4  # ours: relative slack on the bias against last-bit differences
 
 # The paper's layer (ResNet-50 block 4-1, conv2) and our choice for the embedded model.
@@ -75,9 +79,31 @@ def _norms(k: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.sum(k * k, axis=(0, 1, 2), keepdims=True))
 
 
+def _rescaled(x: jax.Array, like: jax.Array, rule: str) -> jax.Array:
+  """``x`` rescaled against ``like`` per output filter: the notebook's ``x / sum(x^2) * sum(like^2)`` or to ``|like|``."""
+  if rule == "energy":
+    return x / _norms(x) ** 2 * _norms(like) ** 2
+  return x / _norms(x) * _norms(like)
+
+
+def combine(w: jax.Array, delta: jax.Array, *, mix: float = PAPER_MIX, scale: float = PAPER_SCALE,
+            rescale: str = "energy") -> jax.Array:
+  """The fooling kernels from ``w`` and the optimised ``delta`` (both ``[kh,kw,cin,cout]``).
+
+  ``delta`` is made orthogonal to ``w``, rescaled against ``w``, mixed in as
+  ``w + mix * delta``, and the result rescaled against ``w`` and times ``scale``.
+  """
+  if rescale not in RESCALE_RULES:
+    raise ValueError(f"Unknown rescale rule {rescale!r}; accepted: {', '.join(RESCALE_RULES)}.")
+  ww = jnp.sum(w * w, axis=(0, 1, 2), keepdims=True)
+  delta = delta - jnp.sum(w * delta, axis=(0, 1, 2), keepdims=True) / ww * w
+  new = w + mix * _rescaled(delta, w, rescale)
+  return scale * _rescaled(new, w, rescale)
+
+
 def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, key: jax.Array,
                     steps: int = PAPER_STEPS, learning_rate: float = PAPER_LEARNING_RATE,
-                    mix: float = PAPER_MIX, scale: float = PAPER_SCALE) -> np.ndarray:
+                    mix: float = PAPER_MIX, scale: float = PAPER_SCALE, rescale: str = "energy") -> np.ndarray:
   """Fooling kernels ``[kh,kw,cin,cout]`` (before the bias is calibrated).
 
   Args:
@@ -88,6 +114,7 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
     steps, learning_rate: the SGD that finds delta (paper: 50, 1e-3).
     mix: ``w + mix * delta`` (paper: 3).
     scale: the fooling filter's energy relative to ``w`` (paper: 100).
+    rescale: ``"energy"`` (the notebook) or ``"norm"`` (see the module docstring).
   """
   w = jnp.asarray(conv_kernel(record, path))
   conv = conv_function(record, path)
@@ -100,11 +127,7 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
     return d / _norms(d)
 
   delta = jax.lax.fori_loop(0, steps, body, delta)
-  ww = jnp.sum(w * w, axis=(0, 1, 2), keepdims=True)
-  delta = delta - jnp.sum(w * delta, axis=(0, 1, 2), keepdims=True) / ww * w
-  delta = delta * _norms(w) / _norms(delta)
-  new = w + mix * delta
-  return np.asarray(scale * new * _norms(w) / _norms(new))
+  return np.asarray(combine(w, delta, mix=mix, scale=scale, rescale=rescale))
 
 
 def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:

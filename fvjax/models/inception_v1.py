@@ -13,11 +13,23 @@ the start of the later one, so each named output is exactly lucent's hooked
 activation (the ReLU output, or the concatenation for mixed layers). Global
 average pooling replaces lucent's 7x7 average pool (identical at 224 px, and
 defined at any size).
+
+Also ``mixed3a_pre_relu`` .. ``mixed5b_pre_relu`` (Lucid's names): each mixed
+block's four branch convolutions before their ReLU, concatenated in the
+block's channel order (1x1, 3x3, 5x5, pool_reduce), so channel ``c`` of
+``mixed4a_pre_relu`` is channel ``c`` of ``mixed4a`` before the ReLU. The
+NeurIPS 2021 occlusion study measures its units there (the 3x3 and pool
+branches' spatial means).
+
+Gradient: like lucent's InceptionV1 (the paper's model), every ReLU's backward
+pass multiplies the gradient by 0.1 where its input is negative
+(``lucent_relu_gradient=True``, the default; ``False`` for the plain
+gradient). Forward values are the same either way.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 from typing import Any
 
 import flax.linen as nn
@@ -26,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fvjax.models import activations
-from fvjax.models.linen import init_variables, record_from_linen
+from fvjax.models import labels as labels_lib
+from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (224, 224)
@@ -45,7 +58,9 @@ MIXED = {
     "mixed5a": ("pool", (256, 160, 320, 48, 128, 128)),
     "mixed5b": (None, (384, 192, 384, 48, 128, 128)),
 }
-LAYERS = ("conv2d0", "conv2d1", "conv2d2", *MIXED, "logits")
+OUTPUT_BRANCHES = ("1x1", "3x3", "5x5", "pool_reduce")  # concatenated in this order
+PRE_RELU = tuple(f"{block}_pre_relu" for block in MIXED)
+LAYERS = ("conv2d0", "conv2d1", "conv2d2", *(n for block in MIXED for n in (f"{block}_pre_relu", block)), "logits")
 
 
 def preprocess(images: jax.Array) -> jax.Array:
@@ -168,20 +183,57 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   return {"params": params}
 
 
-def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelRecord:
-  """The InceptionV1 record: random init from ``key``, or lucent weights from a file.
+WEIGHTS_HINT = ("the path of lucent's inception5h.pth (the torch-lucent model zoo's 'inceptionv1', converted "
+                "from Lucid)")
+
+
+def build(weights: str | None = None, *, key: jax.Array | None = None,
+          lucent_relu_gradient: bool = True) -> ModelRecord:
+  """The InceptionV1 record with lucent's weights from a file, or ``weights="random"`` (init from ``key``).
+
+  Args:
+    weights: path of lucent's ``inception5h.pth`` (or an .npz/.safetensors with
+      the same keys), or ``"random"``.
+    key: PRNG key of the random network.
+    lucent_relu_gradient: lucent's ReLU gradient (0.1 where the input is
+      negative) at every step, as the paper ran it; ``False``: plain ReLU
+      gradients (then the render loop's Lucid warm-up applies).
 
   Raises:
-    FileNotFoundError: ``weights`` does not exist (says where the file comes from).
+    ValueError: no ``weights`` given (says where the file comes from).
+    FileNotFoundError: ``weights`` does not exist.
   """
-  if weights is not None and not os.path.isfile(weights):
-    raise FileNotFoundError(
-        f"No InceptionV1 weights at {weights!r}; download lucent's inception5h.pth (the torch-lucent "
-        "model zoo's 'inceptionv1', converted from Lucid) and pass its path as weights=...")
+  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  path = weights_lib.weight_source(weights, "InceptionV1", WEIGHTS_HINT)
   module = InceptionV1()
-  variables = init_variables(module, INPUT_SIZE, key)
-  if weights is not None:
-    from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    variables = convert_state_dict(weights_lib.read_weights(weights), variables)
-  return record_from_linen("inception_v1", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
-                           preprocess=preprocess, input_range=INPUT_RANGE, num_classes=NUM_CLASSES)
+  if path is None:
+    variables = random_variables(module, INPUT_SIZE, key)
+  else:
+    variables = convert_state_dict(weights_lib.read_weights(path), variable_shapes(module, INPUT_SIZE))
+  record = record_from_linen("inception_v1", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
+                             preprocess=preprocess, input_range=INPUT_RANGE, num_classes=NUM_CLASSES,
+                             labels=labels_lib.inception_v1(), wnids=labels_lib.inception_v1_wnids(),
+                             weights=path or weights_lib.RANDOM)
+  return record.replace(apply=_with_pre_relu(record.apply, lucent_relu_gradient))
+
+
+def _with_pre_relu(apply, lucent_relu_gradient: bool):
+  """``apply`` plus the ``*_pre_relu`` activations (read from the branch convolutions) and lucent's gradient rule."""
+
+  def full(params, images):
+    pre = {}
+
+    def grab(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      path = context.module.path
+      if context.method_name == "__call__" and len(path) == 2 and path[0] in MIXED and path[1] in OUTPUT_BRANCHES:
+        pre[path] = out
+      return out
+
+    rule = activations.leaky_relu_gradient() if lucent_relu_gradient else contextlib.nullcontext()
+    with rule, nn.intercept_methods(grab):
+      logits, acts = apply(params, images)
+    extra = {f"{b}_pre_relu": jnp.concatenate([pre[(b, br)] for br in OUTPUT_BRANCHES], axis=-1) for b in MIXED}
+    return logits, {**acts, **extra}
+
+  return full

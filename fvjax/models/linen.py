@@ -23,6 +23,8 @@ def record_from_linen(
     input_range: str,
     num_classes: int,
     labels: Sequence[str] | None = None,
+    wnids: Sequence[str] | None = None,
+    weights: str | None = None,
 ) -> ModelRecord:
   """Wraps a Linen module whose ``__call__(x) -> (logits, acts)`` into a record.
 
@@ -43,6 +45,9 @@ def record_from_linen(
     input_range: human-readable form of ``preprocess``.
     num_classes: number of logits.
     labels: class names.
+    wnids: the WordNet ID of every logit (``""`` for a non-class output),
+      when the logits are ImageNet classes.
+    weights: where the parameters came from (recorded in every metrics.json).
 
   Returns:
     The model record.
@@ -61,6 +66,8 @@ def record_from_linen(
       input_range=input_range,
       num_classes=num_classes,
       labels=None if labels is None else tuple(labels),
+      wnids=None if wnids is None else tuple(wnids),
+      weights=weights,
       module=module,
   )
 
@@ -84,3 +91,34 @@ def init_variables(module: nn.Module, input_size: tuple[int, int], key: jax.Arra
   # the random values agree with an optimised build to the last bit or so).
   init = jax.jit(module.init).lower(key, x).compile(compiler_options={"xla_backend_optimization_level": "0"})
   return jax.tree_util.tree_map(np.asarray, plain(init(key, x)))
+
+
+def variable_shapes(module: nn.Module, input_size: tuple[int, int]) -> dict[str, Any]:
+  """The shapes of ``module``'s variables (``jax.ShapeDtypeStruct`` leaves), from an abstract init: nothing compiles."""
+  return plain(jax.eval_shape(module.init, jax.random.PRNGKey(0), jnp.zeros((1, *input_size, 3))))
+
+
+def random_variables(module: nn.Module, input_size: tuple[int, int], key: jax.Array | None = None) -> dict[str, Any]:
+  """A random network without compiling it (seconds instead of a minute for InceptionV1 or ResNet-50).
+
+  Shapes come from :func:`variable_shapes`; values from numpy with Flax's
+  default initialisers: LeCun-normal kernels (standard deviation
+  ``1/sqrt(fan_in)``), zero biases, unit batch-norm scales and variances.
+
+  Args:
+    module: a Linen module taking ``[B,H,W,3]``.
+    input_size: ``(height, width)``.
+    key: PRNG key (default ``PRNGKey(0)``); the same key gives the same network.
+  """
+  key = jax.random.PRNGKey(0) if key is None else key
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+  def draw(path, leaf):
+    name = getattr(path[-1], "key", None)
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+    return (np.ones if name in ("scale", "var") else np.zeros)(leaf.shape, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, variable_shapes(module, input_size))
+

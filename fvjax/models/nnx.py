@@ -133,6 +133,8 @@ def record_from_nnx(
     input_range: str,
     num_classes: int,
     labels: Sequence[str] | None = None,
+    wnids: Sequence[str] | None = None,
+    weights: str | None = None,
 ) -> ModelRecord:
   """Wraps an NNX module whose ``__call__(x) -> (logits, acts)`` into a record.
 
@@ -149,6 +151,9 @@ def record_from_nnx(
     input_range: human-readable form of ``preprocess``.
     num_classes: number of logits.
     labels: class names.
+    wnids: the WordNet ID of every logit (``""`` for a non-class output),
+      when the logits are ImageNet classes.
+    weights: where the parameters came from (recorded in every metrics.json).
 
   Returns:
     The record; ``params`` is ``nnx.to_pure_dict`` of the model's state (numpy
@@ -166,5 +171,7 @@ def record_from_nnx(
       input_range=input_range,
       num_classes=num_classes,
       labels=None if labels is None else tuple(labels),
+      wnids=None if wnids is None else tuple(wnids),
+      weights=weights,
       module=info,
   )

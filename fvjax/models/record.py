@@ -43,6 +43,14 @@ class ModelRecord:
     labels: class names indexed by logit, or ``None``.
     module: the Flax Linen module behind ``apply`` when there is one (used by
       the surgery hook); ``None`` for wrapped or non-Linen models.
+    wnids: the WordNet ID of every logit (``""`` where a logit is not an
+      ImageNet class, e.g. InceptionV1's dummy 0 and its 7 extra outputs), or
+      ``None`` when the classes are not ImageNet's. Image folders are mapped
+      to logits through it, never by folder order.
+    weights: where ``params`` came from: ``"random"`` (an untrained network,
+      asked for explicitly), a file path, or the embedded package; ``None``
+      when unknown (a user's own record). Every experiment's ``metrics.json``
+      records it.
   """
 
   name: str
@@ -55,6 +63,30 @@ class ModelRecord:
   num_classes: int
   labels: tuple[str, ...] | None = None
   module: Any = None
+  wnids: tuple[str, ...] | None = None
+  weights: str | None = None
+
+  def __post_init__(self):
+    for field in ("labels", "wnids"):
+      names = getattr(self, field)
+      if names is not None and len(names) != self.num_classes:
+        raise ValueError(f"{self.name}: {field} must name every one of its {self.num_classes} logits; "
+                         f"got {len(names)}.")
+
+  @property
+  def class_logits(self) -> np.ndarray:
+    """The logits that are real classes: those with a WordNet ID (all when ``wnids`` is ``None``).
+
+    InceptionV1 has 1008 outputs but 1000 classes (logits 1..1000); class
+    permutations and accuracies run over these.
+    """
+    if self.wnids is None:
+      return np.arange(self.num_classes)
+    return np.flatnonzero(np.asarray([bool(w) for w in self.wnids]))
+
+  def logit_of_wnid(self) -> dict[str, int]:
+    """``{wnid: logit}`` for every ImageNet class of the model (empty without ``wnids``)."""
+    return {w: i for i, w in enumerate(self.wnids or ()) if w}
 
   def check_layer(self, layer: str) -> str:
     """Returns ``layer`` if the model has it, else raises a "did you mean" error."""

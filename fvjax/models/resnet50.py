@@ -12,7 +12,6 @@ block of stage 4, the layer of the paper's silent-units experiment.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
-from fvjax.models.linen import init_variables, record_from_linen
+from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (224, 224)
@@ -143,21 +142,25 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   return out
 
 
+WEIGHTS_HINT = ("the path of torchvision's resnet50-*.pth (torchvision.models.ResNet50_Weights) or timm's "
+                "resnet50 model.safetensors")
+
+
 def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelRecord:
-  """The ResNet-50 record: random init from ``key``, or weights from a file.
+  """The ResNet-50 record with weights from a file, or ``weights="random"`` (init from ``key``).
 
   Raises:
-    FileNotFoundError: ``weights`` does not exist (says where the file comes from).
+    ValueError: no ``weights`` given (says where the file comes from).
+    FileNotFoundError: ``weights`` does not exist.
   """
-  if weights is not None and not os.path.isfile(weights):
-    raise FileNotFoundError(
-        f"No ResNet-50 weights at {weights!r}; pass the path of torchvision's resnet50-*.pth "
-        "(torchvision.models.ResNet50_Weights) or timm's resnet50 model.safetensors as weights=...")
+  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  path = weights_lib.weight_source(weights, "ResNet-50", WEIGHTS_HINT)
   module = ResNet50()
-  variables = init_variables(module, INPUT_SIZE, key)
-  if weights is not None:
-    from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
-    variables = convert_state_dict(weights_lib.read_weights(weights), variables)
+  if path is None:
+    variables = random_variables(module, INPUT_SIZE, key)
+  else:
+    variables = convert_state_dict(weights_lib.read_weights(path), variable_shapes(module, INPUT_SIZE))
   return record_from_linen("resnet50", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=preprocess, input_range=INPUT_RANGE, num_classes=1000,
-                           labels=labels_lib.imagenet())
+                           labels=labels_lib.imagenet(), wnids=labels_lib.imagenet_wnids(),
+                           weights=path or weights_lib.RANDOM)

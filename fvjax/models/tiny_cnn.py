@@ -40,11 +40,12 @@ class TinyCNN(nn.Module):
 def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelRecord:
   """A deterministic random TinyCNN (``weights``: an .npz of Flax variables saved by fvjax)."""
   module = TinyCNN()
-  if weights is None:
+  if weights in (None, "random"):  # a random test model by design
+    weights = "random"
     variables = init_variables(module, INPUT_SIZE, key)
   else:
     from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     variables = weights_lib.unflatten(weights_lib.read_weights(weights), sep="/")
   return record_from_linen("tiny_cnn", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=lambda x: x * 2.0 - 1.0, input_range="x*2-1", num_classes=10,
-                           labels=tuple(f"class_{i}" for i in range(10)))
+                           labels=tuple(f"class_{i}" for i in range(10)), weights=weights)

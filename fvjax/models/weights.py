@@ -284,3 +284,31 @@ def unflatten(flat: dict[str, Any], sep: str = ".") -> dict[str, Any]:
       node = node.setdefault(p, {})
     node[leaf] = value
   return out
+
+
+RANDOM = "random"  # weights="random": an untrained network, asked for explicitly
+
+
+def weight_source(weights: str | os.PathLike | None, model: str, where: str) -> str | None:
+  """Checks a model's ``weights=`` option; returns the file to read, or ``None`` for :data:`RANDOM`.
+
+  A model without embedded weights never falls back to a random network by
+  accident: hours of accelerator time on one would give meaningless numbers.
+
+  Args:
+    weights: a file path, ``"random"``, or ``None`` (not given).
+    model: the model's name, for the messages.
+    where: where its weight file comes from, for the messages.
+
+  Raises:
+    ValueError: ``weights`` not given.
+    FileNotFoundError: no such file.
+  """
+  if weights is None:
+    raise ValueError(f"{model} has no embedded weights: pass weights=PATH (--weights=PATH), {where}, or "
+                     f"weights='{RANDOM}' (--weights={RANDOM}) for an untrained network.")
+  if os.fspath(weights) == RANDOM:
+    return None
+  if not os.path.isfile(weights):
+    raise FileNotFoundError(f"No {model} weights at {os.fspath(weights)!r}; pass {where}, or weights='{RANDOM}'.")
+  return os.fspath(weights)

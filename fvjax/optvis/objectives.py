@@ -12,7 +12,12 @@ units. ``objective(acts, images)`` evaluates it with its own data.
 
 Objectives add, subtract, negate, multiply and divide by numbers; ``batch=i``
 restricts one to image i (the others get 0), which is how one batch holds
-several objectives::
+several objectives. The values of a batch sum to Lucid's scalar objective, so
+weights such as ``channel - 1e2 * diversity`` mean what they mean in Lucid:
+a unit objective without ``batch`` is Lucid's mean over the batch (each image
+holds ``1/B`` of it), ``l2`` is one root over the whole batch (an equal share
+each), ``l1`` and ``total_variation`` are sums over the batch, and
+``diversity`` is ``-sum_{i!=j} <G_i, G_j> / B``::
 
   obj = objectives.channel("mixed4a", 97) - 1e2 * objectives.diversity("mixed4a")
   obj = objectives.as_objective("mixed4a:97")          # == channel("mixed4a", 97)
@@ -114,10 +119,17 @@ def _lift(x: Any) -> Objective:
 
 
 def _restrict(values: jax.Array, batch: int | None) -> jax.Array:
-  """Zeroes every image but ``batch`` (no-op for ``None``)."""
+  """Zeroes every image but ``batch`` (no-op for ``None``): for sums over the batch."""
   if batch is None:
     return values
   return jnp.where(jnp.arange(values.shape[0]) == batch, values, 0.0)
+
+
+def _batch_mean(values: jax.Array, batch: int | None) -> jax.Array:
+  """Lucid's unit objectives: the mean over the batch (each image holds ``1/B``), or image ``batch`` alone."""
+  if batch is None:
+    return values / values.shape[0]
+  return _restrict(values, batch)
 
 
 def _layer(acts: Acts, images: jax.Array, layer: str) -> jax.Array:
@@ -158,13 +170,17 @@ def _check_unit(t: jax.Array, layer: str, n: int) -> None:
 
 
 def channel(layer: str, n: int, batch: int | None = None) -> Objective:
-  """Mean of channel ``n`` over all positions (for dense ``[B,c]`` layers: the value)."""
+  """Mean of channel ``n`` over all positions (for dense ``[B,c]`` layers: the value).
+
+  Without ``batch``, Lucid's mean over the batch too: image i's value is its
+  own mean divided by ``B`` (at batch 1, the unit's value itself).
+  """
 
   def fn(a, x, d):
     t = _layer(a, x, layer)
     _check_unit(t, layer, n)
     v = t[..., n]  # [B] or [B, h, w]: pick first, then average
-    return _restrict(v.reshape(v.shape[0], -1).mean(-1), batch)
+    return _batch_mean(v.reshape(v.shape[0], -1).mean(-1), batch)
 
   return Objective(fn, (), frozenset({layer}), f"channel({layer}:{n})")
 
@@ -181,10 +197,10 @@ def neuron(layer: str, n: int, x: int | None = None, y: int | None = None, batch
     t = _layer(a, images, layer)
     _check_unit(t, layer, n)
     if t.ndim == 2:
-      return _restrict(t[:, n], batch)
+      return _batch_mean(t[:, n], batch)
     xx = t.shape[1] // 2 if x is None else x
     yy = t.shape[2] // 2 if y is None else y
-    return _restrict(t[:, xx, yy, n], batch)
+    return _batch_mean(t[:, xx, yy, n], batch)
 
   return Objective(fn, (), frozenset({layer}), f"neuron({layer}:{n})")
 
@@ -195,7 +211,7 @@ def class_logit(n: int, batch: int | None = None) -> Objective:
   def fn(a, x, d):
     t = _layer(a, x, "logits")
     _check_unit(t, "logits", n)
-    return _restrict(t[:, n], batch)
+    return _batch_mean(t[:, n], batch)
 
   return Objective(fn, (), frozenset({"logits"}), f"logit({n})")
 
@@ -212,7 +228,7 @@ def _direction_fn(layer: str, batch: int | None, cossim_pow: float) -> Objective
       eps = 1e-4
       cos = dot / (eps + jnp.linalg.norm(t, axis=-1)) / (eps + jnp.linalg.norm(vec))
       dot = dot * jnp.maximum(0.1, cos) ** cossim_pow
-    return _restrict(dot.mean(-1), batch)
+    return _batch_mean(dot.mean(-1), batch)
 
   return fn
 
@@ -256,16 +272,25 @@ def diversity(layer: str) -> Objective:
 
 
 def l1(layer: str = INPUT, constant: float = 0.0, batch: int | None = None) -> Objective:
-  """Lucid's ``L1``: sum of ``|t - constant|`` per image (a penalty)."""
+  """Lucid's ``L1``: sum of ``|t - constant|`` (per image; they sum to Lucid's batch sum) (a penalty)."""
   return Objective(lambda a, x, d: _restrict(_per_image_sum(jnp.abs(_layer(a, x, layer) - constant)), batch),
                    (), frozenset({layer}), f"l1({layer})")
 
 
 def l2(layer: str = INPUT, constant: float = 0.0, epsilon: float = 1e-6, batch: int | None = None) -> Objective:
-  """Lucid's ``L2``: ``sqrt(epsilon + sum((t - constant)^2))`` per image (a penalty)."""
-  return Objective(
-      lambda a, x, d: _restrict(jnp.sqrt(epsilon + _per_image_sum((_layer(a, x, layer) - constant) ** 2)), batch),
-      (), frozenset({layer}), f"l2({layer})")
+  """Lucid's ``L2``: ``sqrt(epsilon + sum((t - constant)^2))`` over the whole batch (a penalty).
+
+  Without ``batch`` it is one root over all images, shared equally (the values
+  sum to Lucid's); with ``batch=i`` the root of image i alone.
+  """
+
+  def fn(a, x, d):
+    sq = _per_image_sum((_layer(a, x, layer) - constant) ** 2)
+    if batch is None:
+      return jnp.broadcast_to(jnp.sqrt(epsilon + sq.sum()) / sq.shape[0], sq.shape)
+    return _restrict(jnp.sqrt(epsilon + sq), batch)
+
+  return Objective(fn, (), frozenset({layer}), f"l2({layer})")
 
 
 def total_variation(layer: str = INPUT, batch: int | None = None) -> Objective:

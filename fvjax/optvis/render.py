@@ -126,7 +126,7 @@ def render(
     transforms: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     optimizer: optax.GradientTransformation | None = None,
     thresholds: Sequence[int] = (LUCID_STEPS,),
-    redirected_relu_steps: int = 0,
+    redirected_relu_steps: int = LUCID_REDIRECTED_RELU_STEPS,
     mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
     chunk: int = 32,
@@ -147,7 +147,8 @@ def render(
     optimizer: default ``optax.adam(0.05)``.
     thresholds: step counts at which to keep the images.
     redirected_relu_steps: use Lucid's redirected ReLU gradient for the first
-      this many steps (Lucid uses 16); 0 disables it.
+      this many steps (Lucid's ``render_vis`` default: 16); 0 disables it. A
+      model with its own gradient rule (lucent's InceptionV1) keeps that rule.
     mesh: a 1-D device mesh; default all local devices.
     progress: show a tqdm progress bar.
     chunk: most steps run on device between two progress updates.
@@ -224,7 +225,7 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
 
     def loss(p):
       images = param.to_rgb(p)
-      with activations.redirected_relu(use_redirect):
+      with activations.redirected_relu(use_redirect):  # a traced flag: one trace serves every step
         v = values_of(model_params, obj_data, images, transforms(k, images))
       return -jnp.sum(v), v
 
@@ -239,12 +240,7 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
     def body(j, carry):
       state, values = carry
       i = start + j
-      if redirect:  # trace the model twice only when the warm-up is asked for
-        state, v = jax.lax.cond(i < redirect_until,
-                                lambda s: step(s, i, model_params, obj_data, key, True),
-                                lambda s: step(s, i, model_params, obj_data, key, False), state)
-      else:
-        state, v = step(state, i, model_params, obj_data, key, False)
+      state, v = step(state, i, model_params, obj_data, key, (i < redirect_until) if redirect else False)
       return state, values.at[j].set(v)
 
     values = jnp.zeros((chunk, batch), jnp.float32)

@@ -273,3 +273,31 @@ def scaled_standard_transforms(size: int = 224, fused: bool = False) -> Transfor
   """
   u = max(size // 32, 1)
   return compose(pad(3 * u), jitter(2 * u), *_scale_rotate(fused), jitter(u), center_crop(size))
+
+
+OCCLUSION_STUDY_SCALES = (1.0, 0.975, 1.025, 0.95, 1.05)  # Zimmermann et al. 2021, synthetic references
+OCCLUSION_STUDY_ANGLES = tuple(range(-5, 6))  # degrees
+OCCLUSION_STUDY_PADDING = 16  # px rendered on each side and cropped off afterwards
+
+
+def occlusion_study_transforms(fused: bool = False) -> Transform:
+  """The milder set of the causal-understanding study (Zimmermann et al., NeurIPS 2021).
+
+  jitter 16, random scale from ``(1.0, 0.975, 1.025, 0.95, 1.05)``, random
+  rotate ``-5..5`` degrees, jitter 8; no pad transform. The output is 24 px
+  smaller on each axis (``H - 16 - 8``). The study renders on a canvas
+  ``2 * OCCLUSION_STUDY_PADDING`` px larger than the image it keeps and crops
+  that padding off afterwards (:func:`fvjax.causal.references.synthetic_references`
+  does both).
+
+  Args:
+    fused: resample scale and rotation in one pass.
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,H-24,W-24,C]``.
+  """
+  if fused:
+    middle = (random_scale_rotate(OCCLUSION_STUDY_SCALES, OCCLUSION_STUDY_ANGLES),)
+  else:
+    middle = (random_scale(OCCLUSION_STUDY_SCALES), random_rotate(OCCLUSION_STUDY_ANGLES))
+  return compose(jitter(16), *middle, jitter(8))
