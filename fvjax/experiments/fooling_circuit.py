@@ -112,8 +112,10 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
     # The target of unit u is the original visualization of the unit it shows
     # (class u + offset among the model's classes), rendered from the same starting image.
     source = circuit_lib.source_logits(model, target.offset)
-    targets = render_lib.render(model, [int(source[u]) for u in units], **opts).images
+    shown = [int(source[u]) for u in units]
+    targets = render_lib.render(model, shown, **opts).images
   else:
+    shown = None
     targets = np.broadcast_to(target.image, (len(thresholds), len(units), *target.image.shape))
   sim_after = [circuit_lib.pearson(after.images[t], targets[t]) for t in range(len(thresholds))]
   sim_before = [circuit_lib.pearson(before.images[t], targets[t]) for t in range(len(thresholds))]
@@ -124,6 +126,7 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
       "weights": model.weights,
       "target": target.kind if target.kind == "image" else f"permutation (offset {target.offset})",
       "units": units,
+      "shown_units": shown,  # permutation: the logit whose visualization each unit shows
       "num_manipulated_units": model.num_classes if manipulate is None else len(set(manipulate)),
       "k": k,
       "thresholds": list(after.thresholds),

@@ -118,16 +118,6 @@ def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reductio
   return fn
 
 
-def _features(fn, params, images, batch_size):
-  """Prepared rows per layer; the last batch is padded so one compilation serves all."""
-  out = []
-  for i in range(0, len(images), batch_size):
-    chunk = images[i:i + batch_size]
-    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
-    out.append({l: np.asarray(v)[:len(chunk)] for l, v in fn(params, jnp.asarray(padded)).items()})
-  return {l: np.concatenate([o[l] for o in out]) for l in out[0]}
-
-
 def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Array, layers: Sequence[str] | None = None,
         steps: int = 512, size: int | None = None, render_batch: int = 32, measure: str = "spearman",
         reduction: str = "flatten", num_other: int = 1, batch_size: int = 16, num_bootstrap: int = 1000,
@@ -173,12 +163,12 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
   h, w = model.input_size
   if visualizations.shape[1:3] != (h, w):
     visualizations = np.asarray(jax.image.resize(visualizations, (len(visualizations), h, w, 3), "bilinear"))
-  fv_feats = _features(fn, model.params, visualizations, batch_size)
+  fv_feats = parallel.map_batches(fn, model.params, visualizations, batch_size)
   cache: collections.OrderedDict = collections.OrderedDict()
 
   def class_features(i):
     if i not in cache:
-      cache[i] = _features(fn, model.params, classes.load(i), batch_size)
+      cache[i] = parallel.map_batches(fn, model.params, classes.load(i), batch_size)
       while len(cache) > num_other + 1:
         cache.popitem(last=False)
     return cache[i]

@@ -1,0 +1,90 @@
+"""A dry run of every paper flagfile on an ImageNet-layout folder with real
+WordNet-ID names and random images, with random weights and tiny steps and
+sizes given on the command line: a user who spends hours of accelerator time
+on the paper's setting must not meet a crash or a wrong class mapping at the
+end. Each flagfile runs as a user would run it (`python -m launch.X
+--flagfile=launch/flags/Y.flags --weights=random ...`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import fast_compile_env
+from fvjax.models import labels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TENCH, KIT_FOX, TIGER_CAT = "n01440764", "n02119789", "n02123159"  # InceptionV1 logits 449, 1 and (table)
+WNIDS = (TENCH, KIT_FOX, TIGER_CAT)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory):
+  """``root/<wnid>/<image>.JPEG``: 3 classes x 3 random images of odd sizes."""
+  root = tmp_path_factory.mktemp("imagenet") / "val"
+  rng = np.random.default_rng(0)
+  for wnid in WNIDS:
+    (root / wnid).mkdir(parents=True)
+    for i in range(3):
+      shape = (int(rng.integers(40, 70)), int(rng.integers(40, 70)), 3)
+      Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / wnid / f"ILSVRC2012_val_{i:08d}.JPEG")
+  return str(root)
+
+
+def _launch(script, flagfile, *overrides, timeout=600):
+  cmd = [sys.executable, "-m", f"launch.{script}", f"--flagfile=launch/flags/{flagfile}", "--weights=random",
+         *overrides]
+  proc = subprocess.run(cmd, cwd=ROOT, env=fast_compile_env(), capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "weights: random" in proc.stdout  # a random network never goes unannounced
+  return proc
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    return json.load(f)
+
+
+def test_imagenet_and_tpu_flags_use_inception_v1s_own_logits(imagenet_dir, tmp_path):
+  work = str(tmp_path / "sanity")
+  tiny = ("--steps=2", "--size=32", "--per_class=2", "--num_bootstrap=10", f"--imagenet_dir={imagenet_dir}",
+          f"--workdir={work}")
+  _launch("sanity_check", "imagenet.flags", *tiny)
+  metrics = _metrics(work)
+  inception = labels.inception_v1_wnids()
+  assert metrics["class_wnids"] == list(WNIDS)
+  assert metrics["classes"] == [449, 1, inception.index(TIGER_CAT)]  # not the folder positions 0, 1, 2
+  assert metrics["weights"] == "random" and metrics["model"] == "inception_v1"
+  assert metrics["layers"][0] == "conv2d0" and metrics["layers"][-1] == "logits" and len(metrics["layers"]) == 13
+  # tpu.flags is imagenet.flags with a larger render batch: rerun on the same workdir resumes to the same numbers.
+  _launch("sanity_check", "tpu.flags", *tiny)
+  assert _metrics(work)["per_layer"] == metrics["per_layer"]
+
+
+def test_fooling_imagenet_flags_permute_the_1000_classes(imagenet_dir, tmp_path):
+  work = str(tmp_path / "fooling")
+  _launch("fooling_circuit", "fooling_imagenet.flags", f"--natural_dir={imagenet_dir}", "--units=101-102",
+          "--heldout_units=1", "--thresholds=1,2", "--render_batch=2", "--render_size=32", "--detector_size=32",
+          "--detector_steps=2", "--detector_batch=4", "--steps=1,2", "--show_units=1,449,1000", "--size=32",
+          "--natural_crops=0", f"--workdir={work}")
+  metrics = _metrics(work)
+  assert metrics["shown_units"] == [101, 549, 100]  # class i shows class i + 100 among logits 1..1000
+  assert metrics["weights"] == "random" and metrics["num_manipulated_units"] == 1008
+  assert metrics["margin"]["k"] == 250.0
+
+
+def test_silent_imagenet_flags_run_on_resnet50(imagenet_dir, tmp_path):
+  work = str(tmp_path / "silent")
+  _launch("silent_units", "silent_imagenet.flags", f"--calibration_dir={imagenet_dir}",
+          f"--heldout_dir={imagenet_dir}", "--heldout_per_class=1", "--target_steps=2", "--steps=2", "--size=32",
+          "--units=0,511", f"--workdir={work}")
+  metrics = _metrics(work)
+  assert metrics["model"] == "resnet50" and metrics["layer"] == "layer4_1/conv2" and metrics["num_units"] == 512
+  assert metrics["rescale"] == "energy" and metrics["weights"] == "random"
+  assert metrics["calibration_silent_fraction"] == 1.0 and metrics["calibration_logits_bit_identical"]
