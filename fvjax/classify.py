@@ -9,6 +9,7 @@ import numpy as np
 
 from fvjax import data
 from fvjax import models
+from fvjax import parallel
 
 
 def top_k(record: models.ModelRecord, images: np.ndarray, k: int = 5, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -24,9 +25,10 @@ def top_k(record: models.ModelRecord, images: np.ndarray, k: int = 5, batch_size
     ``(indices [N,k], probabilities [N,k])``.
   """
   images = models.check_images(record, images)
-  logits_fn = jax.jit(lambda p, x: record.apply(p, x)[0])
-  logits = np.concatenate([np.asarray(logits_fn(record.params, images[i:i + batch_size]))
-                           for i in range(0, len(images), batch_size)])
+  logits = parallel.map_batches(jax.jit(lambda p, x: record.apply(p, x)[0]), record.params, images, batch_size)
+  if not np.isfinite(logits).all():
+    raise ValueError(f"{record.name} gives non-finite logits (NaN or inf): its weights ({record.weights or 'given'}) "
+                     "are broken; accepted: a weight file with finite values.")
   probs = np.asarray(jax.nn.softmax(logits, axis=-1))
   idx = np.argsort(-logits, axis=-1)[:, :k]
   return idx, np.take_along_axis(probs, idx, axis=-1)

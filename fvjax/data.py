@@ -91,9 +91,23 @@ def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     raise FileNotFoundError(f"No image file at {path!r}.")
   try:
     with Image.open(path) as im:
-      return to_square(np.asarray(im.convert("RGB")), size)
+      return to_square(_as_uint8_rgb(im), size)
+  except Image.DecompressionBombError as e:
+    raise ValueError(f"Refusing {path!r}: it decompresses to more than {Image.MAX_IMAGE_PIXELS} pixels (a "
+                     "decompression bomb); accepted: ordinary photos.") from e
   except (OSError, SyntaxError) as e:
     raise ValueError(f"Cannot read {path!r} as an image; accepted: {', '.join(IMAGE_SUFFIXES)} files.") from e
+
+
+def _as_uint8_rgb(im: Image.Image) -> np.ndarray:
+  """8-bit RGB at the image's true range: 16-bit modes are scaled by 1/257, not clipped (PIL's
+  ``convert("RGB")`` saturates them to white)."""
+  if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+    gray = np.asarray(im, np.float64)
+    if im.mode == "I" and gray.max(initial=0) > 65535:  # 32-bit integers: scale by the file's own maximum
+      gray = gray / gray.max() * 65535
+    return np.repeat((np.clip(gray, 0, 65535) / 257.0 + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
+  return np.asarray(im.convert("RGB"))
 
 
 def image_folder(root: str | os.PathLike, per_class: int | None = None,

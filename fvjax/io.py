@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from typing import Any, Iterator
@@ -33,13 +34,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def _jsonable(x: Any) -> Any:
+  """Plain JSON values; NaN and infinities become ``null`` (standard JSON has no NaN)."""
   if isinstance(x, dict):
     return {str(k): _jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_jsonable(v) for v in x]
   if isinstance(x, (np.ndarray, np.generic)) or hasattr(x, "__array__"):
     arr = np.asarray(x)
-    return arr.tolist() if arr.ndim else arr.item()
+    return _jsonable(arr.tolist()) if arr.ndim else _jsonable(arr.item())
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
   return x
 
 
@@ -47,7 +51,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
   """Writes ``obj`` (numpy arrays allowed) as indented JSON, atomically."""
   with atomic_path(path) as tmp:
     with open(tmp, "w") as f:
-      json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
+      json.dump(_jsonable(obj), f, indent=2, sort_keys=False, allow_nan=False)
       f.write("\n")
 
 

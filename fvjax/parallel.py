@@ -66,7 +66,9 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
 
   Args:
     fn: ``(params, images [b,...]) -> pytree of [b, ...]`` arrays, usually jitted.
-    params: any pytree ``fn`` reads besides the images (model params, ...).
+    params: any pytree ``fn`` reads besides the images (model params, ...);
+      replicate it once with :func:`replicate` when calling this in a loop
+      (already placed arrays are not copied again).
     images: ``[N, ...]`` array.
     batch_size: images per call (rounded up to a multiple of the device count;
       smaller when there are fewer images).

@@ -43,3 +43,23 @@ def test_augmented_crops_differ_and_stay_in_range():
   assert not np.allclose(crops[0], crops[1])
   again = np.asarray(data.augmented_crops(jax.random.PRNGKey(0), images, 3, 32))
   np.testing.assert_array_equal(crops, again)
+
+
+def test_sixteen_bit_and_bomb_images(tmp_path, monkeypatch):
+  ramp = (np.linspace(0, 65535, 32 * 32).reshape(32, 32)).astype(np.uint16)
+  Image.fromarray(ramp).save(tmp_path / "gray16.png")  # PIL writes mode I;16
+  image = data.load_image(tmp_path / "gray16.png", 32)
+  # True range, not saturated: the ramp spans [0, 1] with its mean near 0.5 (convert("RGB") gave all white).
+  assert image.min() < 0.02 and image.max() > 0.98 and abs(image.mean() - 0.5) < 0.05
+  Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "big.png")
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64*64 > 2x the limit: PIL's bomb error
+  with pytest.raises(ValueError, match="decompression bomb"):
+    data.load_image(tmp_path / "big.png", 8)
+
+
+def test_json_results_never_hold_nan(tmp_path):
+  from fvjax import io  # pylint: disable=g-import-not-at-top
+  io.write_json(tmp_path / "m.json", {"a": float("nan"), "b": np.array([1.0, np.inf]), "c": np.float32(2)})
+  text = (tmp_path / "m.json").read_text()
+  assert "NaN" not in text and "Infinity" not in text
+  assert io.read_json(tmp_path / "m.json") == {"a": None, "b": [1.0, None], "c": 2.0}

@@ -40,3 +40,18 @@ def test_folder_mode_streams_classes_and_resumes(tmp_path):
   again = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
                            num_other=2, num_bootstrap=20, progress=False)
   assert again["per_layer"] == json.loads(json.dumps(metrics["per_layer"]))
+
+
+def test_degenerate_settings_are_refused_before_any_work(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from fvjax import classify  # pylint: disable=g-import-not-at-top
+  model = models.load("tiny_cnn")
+  one = sanity_check.ClassImages((3,), lambda i: np.zeros((2, 64, 64, 3), np.float32), ("x",))
+  with pytest.raises(ValueError, match="at least 2 classes"):
+    sanity_check.run(model, one, str(tmp_path), key=jax.random.PRNGKey(0))
+  two = one._replace(classes=(3, 4), names=("x", "y"))
+  with pytest.raises(ValueError, match="num_bootstrap must be at least 1"):
+    sanity_check.run(model, two, str(tmp_path), key=jax.random.PRNGKey(0), num_bootstrap=0)
+  broken = model.replace(params=jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), model.params))
+  with pytest.raises(ValueError, match="non-finite logits"):
+    classify.top_k(broken, np.zeros((2, 64, 64, 3), np.float32))

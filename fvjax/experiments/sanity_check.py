@@ -147,6 +147,11 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
   layers = tuple(layers or model.layers)
   for l in layers:
     model.check_layer(l)
+  if len(classes.classes) < 2:
+    raise ValueError(f"The sanity check needs at least 2 classes (S_diff compares a class with others); got "
+                     f"{len(classes.classes)}.")
+  if num_bootstrap < 1:
+    raise ValueError(f"num_bootstrap must be at least 1 (the confidence intervals resample classes); got {num_bootstrap}.")
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   visualizations = _render_all(model, classes, workdir, key, steps, size, render_batch, progress, render_options)
@@ -158,17 +163,18 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
   done = dict(np.load(progress_path)) if os.path.exists(progress_path) else {}
   sims = {k: done.get(k, np.full((num, len(layers)), np.nan)) for k in ("fv", "same", "diff")}
   fn = feature_fn(model, layers, measure, reduction)
+  params = parallel.replicate(model.params, parallel.data_mesh())  # once, not per class
   # Visualizations rendered on a smaller canvas are compared at the model's
   # input size, like the natural images (bilinear upsampling, as lucent does).
   h, w = model.input_size
   if visualizations.shape[1:3] != (h, w):
     visualizations = np.asarray(jax.image.resize(visualizations, (len(visualizations), h, w, 3), "bilinear"))
-  fv_feats = parallel.map_batches(fn, model.params, visualizations, batch_size)
+  fv_feats = parallel.map_batches(fn, params, visualizations, batch_size)
   cache: collections.OrderedDict = collections.OrderedDict()
 
   def class_features(i):
     if i not in cache:
-      cache[i] = parallel.map_batches(fn, model.params, classes.load(i), batch_size)
+      cache[i] = parallel.map_batches(fn, params, classes.load(i), batch_size)
       while len(cache) > num_other + 1:
         cache.popitem(last=False)
     return cache[i]
