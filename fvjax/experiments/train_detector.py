@@ -65,7 +65,14 @@ def choose_units(num_classes: int, units: Sequence[int] = (), num_units: int = 4
 
   Returns:
     ``(train_units, heldout_units)``.
+
+  Raises:
+    ValueError: a unit in both given lists (the held-out accuracy would leak).
   """
+  leaked = sorted(set(map(int, units)) & set(map(int, heldout)))
+  if leaked:
+    raise ValueError(f"Held-out units must not be training units; both lists hold {leaked[:5]}; accepted: "
+                     "disjoint --units and --heldout_units.")
   rng = np.random.default_rng(seed)
   heldout = list(heldout) or list(rng.choice(num_classes, num_heldout, replace=False))
   rest = np.setdiff1d(np.arange(num_classes), heldout)
