@@ -52,6 +52,10 @@ def test_degenerate_settings_are_refused_before_any_work(tmp_path):
   two = one._replace(classes=(3, 4), names=("x", "y"))
   with pytest.raises(ValueError, match="num_bootstrap must be at least 1"):
     sanity_check.run(model, two, str(tmp_path), key=jax.random.PRNGKey(0), num_bootstrap=0)
+  as_uint8 = two._replace(load=lambda i: np.full((2, 64, 64, 3), 200, np.uint8))
+  with pytest.raises(ValueError, match="must be floats in \[0, 1\]"):
+    sanity_check.run(model, as_uint8, str(tmp_path / "u8"), key=jax.random.PRNGKey(0), steps=1, num_bootstrap=2,
+                     progress=False)
   broken = model.replace(params=jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), model.params))
   with pytest.raises(ValueError, match="non-finite logits"):
     classify.top_k(broken, np.zeros((2, 64, 64, 3), np.float32))

@@ -36,7 +36,7 @@ from fvjax.experiments import train_detector
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
-from fvjax.models.record import ModelRecord
+from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
 
 PAPER_THRESHOLDS = (2, 4, 8, 16, 32)  # the paper shows the image target after short runs
@@ -103,6 +103,7 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
     The metrics written to ``metrics.json``.
   """
   start = time.time()
+  natural_images = check_images(model, natural_images)
   units = [int(u) for u in units]
   manipulated = circuit_lib.circuit(model, detector, target, units=manipulate, k=k)
   opts = dict(layer="logits", key=key, thresholds=thresholds, size=size, progress=progress, **render_options)

@@ -31,7 +31,7 @@ from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
 from fvjax.models import labels as labels_lib
-from fvjax.models.record import ModelRecord
+from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
 
 
@@ -174,7 +174,7 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
 
   def class_features(i):
     if i not in cache:
-      cache[i] = parallel.map_batches(fn, params, classes.load(i), batch_size)
+      cache[i] = parallel.map_batches(fn, params, check_images(model, classes.load(i)), batch_size)
       while len(cache) > num_other + 1:
         cache.popitem(last=False)
     return cache[i]

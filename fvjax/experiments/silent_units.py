@@ -35,7 +35,7 @@ from fvjax import plots
 from fvjax.fooling import circuit
 from fvjax.fooling import silent
 from fvjax.models import surgery
-from fvjax.models.record import ModelRecord
+from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
 
 
@@ -67,6 +67,11 @@ def batches(images: Images, size: int = 16) -> Iterator[np.ndarray]:
   else:
     for i in range(0, len(images), size):
       yield images[i:i + size]
+
+
+def _checked(model: ModelRecord, images: Images) -> Callable[[], Iterator[np.ndarray]]:
+  """``images`` as a stream of batches, each checked to be floats in ``[0, 1]`` (one sentence otherwise)."""
+  return lambda: (check_images(model, b) for b in batches(images))
 
 
 def natural_passes(model: ModelRecord, manipulated: ModelRecord, path: str, filters: silent.FoolingFilters,
@@ -146,6 +151,7 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
     The metrics written to ``metrics.json``.
   """
   start = time.time()
+  calibration, heldout = (_checked(model, source) for source in (calibration, heldout))
   k_target, k_delta, k_render = jax.random.split(key, 3)
   original = silent.expose(model, path)
   opts = dict(layer=path, size=size, progress=progress, **render_options)
