@@ -71,7 +71,7 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
       (already placed arrays are not copied again).
     images: ``[N, ...]`` array.
     batch_size: images per call (rounded up to a multiple of the device count;
-      smaller when there are fewer images).
+      for fewer images, the next power of two above their number).
     mesh: a 1-D device mesh (default: all devices).
 
   Returns:
@@ -79,7 +79,8 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
   """
   mesh = mesh or data_mesh()
   n = len(images)
-  size = round_up(min(batch_size, max(n, 1)), mesh.size)
+  # Fewer images than a batch: the next power of two, so that sets of many sizes share a few compiled shapes.
+  size = round_up(min(batch_size, 1 << max(n - 1, 0).bit_length()), mesh.size)
   params = replicate(params, mesh)
   outs = []
   for start in range(0, n, size):
