@@ -5,7 +5,7 @@ machine observer instead of human participants.
   python -m launch.causal_benchmark --flagfile=launch/flags/causal_imagenet.flags \
       --weights=/ckpt/inception5h.pth --natural_dir=/data/imagenet/val
   python -m launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
-      --layer=mixed4a --units=97,150 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
+      --layer=mixed4a_pre_relu --units=257,486 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
 
 Conditions (--conditions): synthetic, natural, mixed (5 natural + 4 synthetic),
 blurred (natural references blurred except the patch that drives the unit)
@@ -17,7 +17,8 @@ Writes into --workdir: trials/unit_<u>_q<i>.png (query, the two occlusions,
 the references), references/unit_<u>_synthetic.png and
 references/unit_<u>_q<i>_<condition>.png, unit_<u>.json,
 metrics.json (accuracy and calibrated score per condition with 95% CIs over
-units, numbers of units and trials, occlusions per second) and accuracy.png.
+units, numbers of units and trials, the model's weights, the reference recipe
+used, occlusions per second) and accuracy.png.
 With layer:unit items in --units, each layer runs into --workdir/<layer> and
 --workdir/metrics.json pools all units. Rerun the same command to resume a
 killed run.
@@ -38,7 +39,8 @@ from fvjax.causal import occlusion
 from fvjax.causal import references
 from fvjax.causal import trials
 
-_LAYER = flags.DEFINE_string("layer", "block9", "Layer of the units.")
+_LAYER = flags.DEFINE_string("layer", "block9", "Layer of the units; a unit's activation is the spatial mean of its "
+                             "channel there (the 2021 study: InceptionV1's pre-ReLU layers, e.g. mixed4a_pre_relu).")
 _UNITS = flags.DEFINE_list("units", ["0-5"], "Unit indices or ranges a-b of --layer, or layer:unit items (units of "
                            "several layers, e.g. mixed3a:64,mixed4a:192; each layer runs into --workdir/<layer> and "
                            "metrics.json pools them).")

@@ -264,6 +264,10 @@ def _trial_references(model: ModelRecord, layer: str, unit: int, natural: trials
     bins["mixed"] = references_lib.rank_bins(values, natural.sources, queries, mixed_natural, bin_width)
     draws["mixed"] = references_lib.draw_from_bins(bins["mixed"], len(records), jax.random.fold_in(unit_key, 2))
   size = natural.size
+  mixed_synthetic = synthetic.get("mixed")
+  if mixed_synthetic is not None and mixed_synthetic.shape[1] != size:  # shown beside natural images
+    mixed_synthetic = np.asarray(jax.image.resize(mixed_synthetic, (len(mixed_synthetic), size, size, 3), "linear",
+                                                  antialias=True))
   refs = []
   for i, record in enumerate(records):
     trial = {}
@@ -272,35 +276,31 @@ def _trial_references(model: ModelRecord, layer: str, unit: int, natural: trials
         trial[c] = synthetic["synthetic"]
       elif c == "natural":
         trial[c] = natural.load(draws["natural"][i])
-      elif c == "mixed":
-        synth = synthetic["mixed"]
-        if synth.shape[1] != size:
-          synth = np.asarray(jax.image.resize(synth, (len(synth), size, size, 3), "linear", antialias=True))
-        trial[c] = np.concatenate([np.clip(synth, 0, 1), natural.load(draws["mixed"][i])])
-      elif c == "blurred":
-        trial[c], corners = [], []
-        for idx in draws["natural"][i]:
-          image = natural.load([int(idx)])[0]
-          if int(idx) not in windows:
-            windows[int(idx)] = blur_lib.window_positions(model, layer, image, fraction=blur_grid.side / size,
-                                                          stride=blur_grid.stride, **sweep_options)
-          trial[c].append(blur_lib.blurred_reference(image, int(windows[int(idx)][unit]), blur_grid))
-          corners.append(list(blur_grid.corner(int(windows[int(idx)][unit]))))
-        trial[c] = np.stack(trial[c])
-        record.setdefault("references", {})["blurred_corners"] = corners
+      elif c == "mixed":  # the study's order: synthetic first, then natural
+        trial[c] = np.concatenate([np.clip(mixed_synthetic, 0, 1), natural.load(draws["mixed"][i])])
+      elif c == "blurred":  # the trial's natural references, blurred but for the patch that drives the unit
+        blurred = []
+        for idx in map(int, draws["natural"][i]):
+          image = natural.load([idx])[0]
+          if idx not in windows:  # one search serves every unit of the layer
+            windows[idx] = blur_lib.window_positions(model, layer, image, fraction=blur_grid.side / size,
+                                                     stride=blur_grid.stride, **sweep_options)
+          blurred.append((blur_lib.blurred_reference(image, int(windows[idx][unit]), blur_grid),
+                          list(blur_grid.corner(int(windows[idx][unit])))))
+        trial[c] = np.stack([b for b, _ in blurred])
+        record.setdefault("references", {})["blurred_corners"] = [corner for _, corner in blurred]
       else:
         trial[c] = np.zeros((0, size, size, 3), np.float32)
-    for c in ("natural", "mixed"):
-      if c in draws and (c in conditions or (c == "natural" and "blurred" in conditions)):
-        record.setdefault("references", {})[c] = [int(j) for j in draws[c][i]]
+    for c, drawn in draws.items():
+      record.setdefault("references", {})[c] = [int(j) for j in drawn[i]]
     refs.append(trial)
   return refs, {c: b.tolist() for c, b in bins.items()}
 
 
 def _pool(runs: Sequence[dict], conditions_of) -> dict:
-  """Per-condition results of several runs pooled over all their units."""
+  """Per-condition results of several runs pooled over all their units (the conditions every run has)."""
   out = {}
-  for cond in conditions_of(runs[0]):
+  for cond in [c for c in conditions_of(runs[0]) if all(c in conditions_of(r) for r in runs)]:
     per_unit = {f"{r['layer']}:{u}": m for r in runs for u, m in conditions_of(r)[cond]["per_unit"].items()}
     acc_mean, acc_ci = ci95([m["accuracy"] for m in per_unit.values()])
     cal_mean, cal_ci = ci95([m["calibrated"] for m in per_unit.values()])
@@ -320,7 +320,8 @@ def combine(runs: Sequence[dict], workdir: str) -> dict:
   ``workdir``.
 
   Args:
-    runs: metrics dicts returned by :func:`run`, one per layer, same settings otherwise.
+    runs: metrics dicts returned by :func:`run`, one per layer, same settings
+      otherwise (conditions that not every run has are left out).
     workdir: output folder.
 
   Returns:
@@ -355,7 +356,7 @@ def _score(records: list[dict], images: np.ndarray, refs: Sequence[Mapping[str, 
   ``"gaps"`` (image mode): the correct choice should look more like the
   references; ``"gaps_patch"``: the correct occluder should hide a patch that
   looks less like them. Gaps are the correct choice's score minus the wrong one's.
-  Every distinct reference image (by identity of its array) is embedded once.
+  Each reference set (one array, e.g. a unit's synthetic set) is embedded once.
   """
   n = len(records)
   choices = embed(images[:, 1:].reshape(-1, *images.shape[2:])).reshape(n, 2, -1)

@@ -207,7 +207,10 @@ def _prepare(model: ModelRecord, image, fraction: float, stride: int, chunk: int
   if not isinstance(chunk, (int, np.integer)) or chunk < 1:
     raise ValueError(f"chunk must be a positive number of images per pass; got {chunk!r}.")
   mesh = mesh or parallel.data_mesh()
-  chunk = parallel.round_up(min(int(chunk), parallel.round_up(g.count, mesh.size)), mesh.size)
+  # As few chunks as ``chunk`` allows, evened out so that the last one is not mostly padding
+  # (81 positions with chunk 64: two chunks of 41, not 128 images).
+  num_chunks = -(-g.count // min(int(chunk), g.count))
+  chunk = parallel.round_up(-(-g.count // num_chunks), mesh.size)
   params = parallel.replicate(model.params, mesh) if params is None else params
   return image, g, chunk, mesh, params
 
@@ -225,8 +228,9 @@ def sweep(model: ModelRecord, image, layer: str, unit: int, *, fraction: float =
     unit: channel index; its activation is the spatial mean of the channel.
     fraction: occluder side / image side, in ``(0, 1)``.
     stride: pixels between positions, ``>= 1``.
-    chunk: occluded images per forward pass (rounded up to a multiple of the
-      device count); bounds memory.
+    chunk: most occluded images per forward pass; bounds memory. The
+      positions are split into as few passes as that allows, of equal size
+      (rounded up to a multiple of the device count).
     mesh: 1-D device mesh; default all devices.
     params: the model's params already placed on ``mesh`` (default: the
       record's, replicated here on every call).

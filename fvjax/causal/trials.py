@@ -1,7 +1,9 @@
 """Query images and two-choice trials of the causal-understanding task.
 
 A natural image set is ranked by the unit's activation (spatial mean of its
-channel); the unit's ``top_k`` images are its queries. For each query the
+channel in the named layer, any ``layer:unit``; the 2021 study's units are
+channels of InceptionV1's pre-ReLU layers, ``mixedX_pre_relu``); the unit's
+``top_k`` images are its queries (the study: the top 20). For each query the
 occlusion sweep (:mod:`fvjax.causal.occlusion`) gives the activation at every
 occluder position, and the trial is the pair of occluded images leaving the
 highest activation (the correct choice: the occluder hid what the unit does
