@@ -490,8 +490,10 @@ CAUSAL = notebook(common(
     Brendel (2024) instead of human participants. For a unit and one of its top-activating natural images,
     a square occluder (40 % of the side, filled with the patch's mean colour) slides over the image; the
     trial shows the occlusion that leaves the highest activation (correct) and the one that leaves the
-    lowest. The observer sees reference images of the unit (synthetic feature visualizations, natural
-    exemplars, or none) and picks the choice whose image is more similar to them in a feature space.
+    lowest. The observer sees reference images of the unit (the 2021 study's conditions: synthetic feature
+    visualizations, natural exemplars from rank bins below the queries, a mix of both, blurred exemplars with
+    the unit's patch kept sharp, or none) and picks the choice whose image is more similar to them in a
+    feature space.
 
     What it computes (`fvjax.causal.run`, the function behind `python -m launch.causal_benchmark`): the
     occlusion sweep of every query as one jitted, chunked, device-sharded pass; the trials; the references
@@ -509,9 +511,11 @@ CAUSAL = notebook(common(
     if REDUCED:  # a small random CNN, 4 x 4 occluder positions, 2-step references: seconds on a CPU
       MODEL, LAYER, UNITS, OBSERVER = "tiny_cnn", "conv3", [0, 1], "tiny_cnn"
       STRIDE, TOP_K, NUM_REFERENCES, STEPS, RENDER_SIZE, CROPS, CHUNK = 12, 2, 3, 2, None, 0, 16
+      BLUR_STRIDE = None
     else:  # launch/flags/causal_demo.flags
       MODEL, LAYER, UNITS, OBSERVER = "efficientnet_lite0", "block9", [0, 1, 2, 3, 4, 5], "efficientnet_lite0"
       STRIDE, TOP_K, NUM_REFERENCES, STEPS, RENDER_SIZE, CROPS, CHUNK = 8, 3, 9, 64, 128, 8, 64
+      BLUR_STRIDE = 32
     WORKDIR = WORKDIR or ("workdir/causal_benchmark_reduced" if REDUCED else "workdir/causal_benchmark")
     '''),
     code('''
@@ -529,7 +533,7 @@ CAUSAL = notebook(common(
 
     metrics = causal.run(model, LAYER, UNITS, WORKDIR, key=key, natural=natural, observer=observer,
                          stride=STRIDE, top_k=TOP_K, num_references=NUM_REFERENCES, steps=STEPS,
-                         render_size=RENDER_SIZE, chunk=CHUNK)
+                         render_size=RENDER_SIZE, blur_stride=BLUR_STRIDE, chunk=CHUNK)
     print(f"{metrics['num_units']} units, {metrics['num_trials']} trials, "
           f"{metrics['occluder']['positions']} occlusions per query")
     for condition, m in metrics["conditions"].items():
