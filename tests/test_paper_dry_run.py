@@ -88,3 +88,14 @@ def test_silent_imagenet_flags_run_on_resnet50(imagenet_dir, tmp_path):
   assert metrics["model"] == "resnet50" and metrics["layer"] == "layer4_1/conv2" and metrics["num_units"] == 512
   assert metrics["rescale"] == "energy" and metrics["weights"] == "random"
   assert metrics["calibration_silent_fraction"] == 1.0 and metrics["calibration_logits_bit_identical"]
+
+
+def test_causal_imagenet_flags_study_the_pre_relu_units(imagenet_dir, tmp_path):
+  work = str(tmp_path / "causal")
+  _launch("causal_benchmark", "causal_imagenet.flags", f"--natural_dir={imagenet_dir}",
+          "--units=mixed3a_pre_relu:189,mixed3a_pre_relu:227", "--top_k=1", "--stride=112", "--blur_stride=112",
+          "--num_references=2", "--steps=2", "--render_size=32", "--chunk=8", f"--workdir={work}")
+  metrics = _metrics(work)
+  assert metrics["weights"] == "random" and metrics["model"] == "inception_v1"
+  assert metrics["layer"] == "mixed3a_pre_relu" and metrics["units"] == [189, 227]
+  assert set(metrics["conditions"]) == {"synthetic", "natural", "mixed", "blurred", "none"}
