@@ -20,7 +20,7 @@ INCEPTION_SHAPES = {
 
 @functools.cache
 def _record(name):
-  return models.load(name)
+  return models.load(name, weights="random")
 
 
 def _shapes(record):
@@ -31,8 +31,11 @@ def _shapes(record):
 
 def test_inception_v1_layers_and_shapes():
   rec = _record("inception_v1")
-  assert rec.layers == tuple(INCEPTION_SHAPES)
-  assert _shapes(rec) == INCEPTION_SHAPES
+  # Each mixed block's pre-ReLU concatenation (Lucid's *_pre_relu) comes right before the block.
+  pre = {f"{b}_pre_relu": INCEPTION_SHAPES[b] for b in inception_v1.MIXED}
+  assert rec.layers == tuple(n for layer in INCEPTION_SHAPES for n in ((f"{layer}_pre_relu",) * (layer in
+                                                                                               inception_v1.MIXED) + (layer,)))
+  assert _shapes(rec) == {**INCEPTION_SHAPES, **pre}
   assert rec.input_range == "x*255-117" and rec.num_classes == 1008
   np.testing.assert_allclose(rec.preprocess(np.array([0.0, 1.0])), [-117.0, 138.0])
 
