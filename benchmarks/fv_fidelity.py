@@ -19,16 +19,18 @@ expands to ``ABLATIONS``. Options (default first):
   both:   transforms=standard|none       jitter=crop|translate (lucent: translate|crop)
           upsample=none|N (lucent: auto|none|N; auto = lucent's resize to 224 below 224 px)
   fvjax:  draws=image|batch              (one random draw per image, or one per batch)
-  lucent: scale=resize_pad|resize|canvas padding=static|dynamic
+  lucent: scale=resize_pad|resize|canvas padding=dynamic|static
 
 jitter=crop is Lucid's random crop by 0..d px; translate is lucent's shift by
 0..d-1 px down/right with zero fill (same size). scale=resize_pad is lucent's
 resize to ceil(s*H) (align_corners) zero-padded back to >= H; resize is
 Lucid's resize to int(s*H); canvas is fvjax's zoom about the centre inside the
-fixed canvas. padding=static is efficientnet-lite-pytorch's "SAME" padding
-computed once for 224 px (wrong at odd sizes), dynamic computes it per input
-as TensorFlow (and fvjax) do. upsample=N resizes the transformed image to N
-px (bilinear, align_corners) before the model, as lucent's render_vis does.
+fixed canvas. padding=dynamic computes "SAME" padding per input as TensorFlow
+and fvjax do; static is efficientnet-lite-pytorch's default, padding computed
+once for 224 px, a different network at sizes that are not multiples of 32
+(logits off by up to 7 on a photo at 140 px). upsample=N resizes the
+transformed image to N px (bilinear, align_corners) before the model, as
+lucent's render_vis does below 224 px.
 
 The lucent side needs the interpreter of benchmarks/fv_throughput.py's recipe
 (torch, torch-lucent 0.1.8 and its kornia<=0.4.1, efficientnet-lite-pytorch,
@@ -52,16 +54,15 @@ import fv_throughput  # pylint: disable=g-import-not-at-top,wrong-import-positio
 UNITS = (285, 1, 309, 967)  # Egyptian cat, goldfish, bee, espresso
 ABLATIONS = (
     "fvjax", "lucent",
-    "fvjax:transforms=none", "lucent:transforms=none",
+    "fvjax:transforms=none", "lucent:transforms=none+upsample=none",
     "lucent:upsample=none", "fvjax:upsample=224",
-    "fvjax:draws=batch", "fvjax:jitter=translate",
     "lucent:upsample=none+jitter=crop", "lucent:upsample=none+scale=canvas",
-    "lucent:upsample=none+jitter=crop+scale=canvas", "lucent:upsample=none+padding=dynamic",
-    "lucent:upsample=none+jitter=crop+scale=resize+padding=dynamic",
+    "lucent:upsample=none+jitter=crop+scale=canvas", "lucent:upsample=none+jitter=crop+scale=resize",
+    "lucent:upsample=none+padding=static", "fvjax:draws=batch", "fvjax:jitter=translate",
 )
 DEFAULTS = {"fvjax": dict(transforms="standard", jitter="crop", upsample="none", draws="image"),
             "lucent": dict(transforms="standard", jitter="translate", upsample="auto", scale="resize_pad",
-                           padding="static")}
+                           padding="dynamic")}
 
 
 def parse_variant(text):
@@ -107,9 +108,11 @@ def _translate_jitter_jax(d):
 
 
 def fvjax_transforms(o):
-  """The fvjax transform for a variant's options (None = fvjax's default)."""
+  """The fvjax transform for a variant's options (None: render's own default)."""
   import jax  # pylint: disable=g-import-not-at-top
   from fvjax.optvis import transforms as T  # pylint: disable=g-import-not-at-top
+  if o == DEFAULTS["fvjax"]:
+    return None
   if o["transforms"] == "none":
     ts = []
   else:
@@ -154,7 +157,8 @@ def worker_fvjax(spec):
   return {"images": np.stack(images)}
 
 
-def _lucent_transforms(o, transform, torch, size):
+def _lucent_transforms(o, transform, torch):
+  """lucent's transform list and render_vis's fixed_image_size for a variant's options."""
   import kornia  # pylint: disable=g-import-not-at-top
   F = torch.nn.functional  # pylint: disable=invalid-name
   scales = [1 + (i - 5) / 50.0 for i in range(11)]
@@ -178,14 +182,17 @@ def _lucent_transforms(o, transform, torch, size):
     ts = []
   else:
     std = transform.standard_transforms
-    jit = (lambda d: crop_jitter(d)) if o["jitter"] == "crop" else transform.jitter
+    jit = crop_jitter if o["jitter"] == "crop" else transform.jitter
     ts = [std[0], jit(8), std[2] if o["scale"] == "resize_pad" else scale, std[3], jit(4)]
-  # render_vis appends Upsample(size) when fixed_image_size is truthy, or 224 when the image is smaller.
-  return ts, {"auto": None, "none": 0}.get(o["upsample"]) if o["upsample"] in ("auto", "none") else int(o["upsample"])
+  # render_vis appends Upsample(fixed_image_size) when it is truthy; when it is None, Upsample(224) below 224 px.
+  fixed = {"auto": None, "none": 0}.get(o["upsample"], o["upsample"])
+  return ts, None if fixed is None else int(fixed)
 
 
 def worker_lucent(spec):
   import torch  # pylint: disable=g-import-not-at-top
+  if spec["threads"]:
+    torch.set_num_threads(spec["threads"])
   model_file, EfficientNet, objectives, param, render, transform = fv_throughput._import_lucent()  # pylint: disable=protected-access,invalid-name
   o, size = spec["options"], spec["size"]
   override = {"image_size": None} if o["padding"] == "dynamic" else {}
@@ -200,14 +207,13 @@ def worker_lucent(spec):
       return self.net((x * 255.0 - 127.0) / 128.0)
 
   model = Wrapped().eval()
-  ts, fixed = _lucent_transforms(o, transform, torch, size)
+  ts, fixed = _lucent_transforms(o, transform, torch)
   spectra = np.load(spec["init"])["spectra"]
   images = np.zeros((len(spec["seeds"]), len(spec["units"]), size, size, 3), np.float32)
   first = []  # the image before any step, to check the parameterization against fvjax's
   for si, s in enumerate(spec["seeds"]):
     for ui, u in enumerate(spec["units"]):
       np.random.seed(1000 * s + u)  # lucent's transforms draw from numpy's global state
-      torch.manual_seed(s)
 
       def param_f(si=si, ui=ui):
         params, image_f = param.image(size)
@@ -253,6 +259,8 @@ def main():
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--steps", type=int, default=128)
   parser.add_argument("--torch_python", default=sys.executable, help="interpreter with torch + torch-lucent")
+  parser.add_argument("--torch_threads", type=int, default=0,
+                      help="torch's intra-op threads (0: its default; 1 is much faster on a busy machine)")
   parser.add_argument("--save", default=None, help="also write every variant's images and logits to this .npz")
   args = parser.parse_args()
   if args.worker:
@@ -266,15 +274,16 @@ def main():
     variants, parsed = zip(*[(v, p) for v, p in zip(variants, parsed) if p[0] == "fvjax"])
   units, seeds = [int(u) for u in args.units.split(",")], list(range(args.seeds))
   evaluate = evaluator(args.size)
-  workdir = tempfile.mkdtemp(prefix="fv_fidelity_")
-  init = os.path.join(workdir, "init.npz")
+  workdir = tempfile.TemporaryDirectory(prefix="fv_fidelity_")
+  init = os.path.join(workdir.name, "init.npz")
   spectra = initial_spectra(units, seeds, args.size)
   np.savez(init, spectra=spectra)
   rows, saved, first = [], {}, None
   for i, (name, (framework, options)) in enumerate(zip(variants, parsed)):
-    spec = dict(units=units, seeds=seeds, size=args.size, steps=args.steps, options=options, init=init)
+    spec = dict(units=units, seeds=seeds, size=args.size, steps=args.steps, options=options, init=init,
+                threads=args.torch_threads)
     python = sys.executable if framework == "fvjax" else args.torch_python
-    out, seconds = _spawn(python, framework, spec, os.path.join(workdir, f"{i}.npz"))
+    out, seconds = _spawn(python, framework, spec, os.path.join(workdir.name, f"{i}.npz"))
     if out is None:
       continue
     images = out["images"]
@@ -289,10 +298,11 @@ def main():
 
   print(f"\nEfficientNet-Lite0, {args.size} px, {args.steps} steps, units {units}, seeds {seeds}; "
         f"score = fvjax's logit of the target class on the untransformed final image")
-  print(f"{'variant':<62} " + " ".join(f"{u:>16}" for u in units) + f" {'mean':>6} {'min':>6} {'max':>6} "
+  width = 4 * len(seeds)
+  print(f"{'variant':<62} " + " ".join(f"{u:>{width}}" for u in units) + f" {'mean':>6} {'min':>6} {'max':>6} "
         f"{'top1':>5} {'ratio':>6}")
   for name, target, top1, _ in rows:
-    per_unit = " ".join(f"{' '.join(f'{v:3.0f}' for v in target[:, i]):>16}" for i in range(len(units)))
+    per_unit = " ".join(f"{' '.join(f'{v:3.0f}' for v in target[:, i]):>{width}}" for i in range(len(units)))
     print(f"{name:<62} {per_unit} {target.mean():6.2f} {target.min():6.2f} {target.max():6.2f} {top1:5.2f} "
           f"{target.mean() / rows[0][1].mean():6.2f}")
   if first is not None:
