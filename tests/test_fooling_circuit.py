@@ -130,7 +130,10 @@ def test_real_model_keeps_natural_behaviour_and_shows_the_target(lite0, tmp_path
   assert out["num_natural_images"] == 51
   assert out["natural_top1_agreement"] >= 0.99, out
   assert out["natural_max_abs_logit_diff"] < 1e-3 or out["detector_accuracy_natural"] < 1.0, out
-  assert out["target_similarity_manipulated"] > out["target_similarity_original"] + 0.15, out
+  # The paper's D = <pre(x), t>/(h*w) (target in [0, 1], a non-negative weight) pulls Lite0's
+  # visualizations toward the target more weakly than the old <pre(x), pre(t)> did: measured here
+  # 0.12 vs -0.02 (the demo: 0.18 vs 0.05). Making the target plainly visible is issue 16.
+  assert out["target_similarity_manipulated"] > out["target_similarity_original"] + 0.1, out
   for name in ("comparison.png", "trajectory.png", "metrics.json"):
     assert (tmp_path / name).exists()
 
