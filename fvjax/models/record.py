@@ -51,6 +51,9 @@ class ModelRecord:
       asked for explicitly), a file path, or the embedded package; ``None``
       when unknown (a user's own record). Every experiment's ``metrics.json``
       records it.
+    options: the build options it was loaded with (``fvjax.models.load(name,
+      **options)``), e.g. ``{"lucent_relu_gradient": False}``; part of every
+      stored result's settings, since they change what ``apply`` computes.
   """
 
   name: str
@@ -65,6 +68,7 @@ class ModelRecord:
   module: Any = None
   wnids: tuple[str, ...] | None = None
   weights: str | None = None
+  options: Mapping[str, Any] | None = None
 
   def __post_init__(self):
     for field in ("labels", "wnids"):

@@ -60,7 +60,7 @@ def load(name: str, **options) -> ModelRecord:
   if not isinstance(record, ModelRecord):
     raise TypeError(f"{name} returned a {type(record).__name__}; accepted: a function returning a ModelRecord "
                     "(see fvjax.models.record_from_linen / record_from_nnx).")
-  return record
+  return record if record.options is not None else record.replace(options=dict(options))
 
 
 def _user_builder(spec: str):
