@@ -26,6 +26,7 @@ import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
+from fvjax.models import weights as weights_lib
 from fvjax.models.linen import init_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
@@ -256,14 +257,9 @@ def convert_state_dict(sd: dict[str, np.ndarray], stages=LITE0_STAGES) -> dict[s
     ``{"params": ..., "batch_stats": ...}``.
 
   Raises:
-    ValueError: naming the first missing key.
+    ValueError: naming the first missing key, or a key of the wrong shape.
   """
-  expected = _expected_keys(stages)
-  missing = [k for k in expected if k not in sd]
-  if missing:
-    raise ValueError(
-        f"Not an EfficientNet-Lite state dict: key {missing[0]!r} is missing "
-        f"({len(missing)} of {len(expected)} expected keys absent).")
+  weights_lib.check_state_dict(sd, _expected_shapes(stages), "an EfficientNet-Lite")
   params, stats = {}, {}
   s_bn, s_stats = _bn_vars(sd, "_bn0")
   params["stem"] = {"conv": {"kernel": _conv(sd["_conv_stem.weight"])}, "bn": s_bn}
@@ -287,16 +283,19 @@ def convert_state_dict(sd: dict[str, np.ndarray], stages=LITE0_STAGES) -> dict[s
   return jax.tree_util.tree_map(to_f32, {"params": params, "batch_stats": stats})
 
 
-def _expected_keys(stages) -> list[str]:
-  bn = lambda p: [f"{p}.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
-  keys = ["_conv_stem.weight", *bn("_bn0")]
-  for i, (expand, *_rest) in enumerate(block_specs(stages)):
-    p = f"_blocks.{i}"
+def _expected_shapes(stages, num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+  """PyTorch key -> shape (OIHW convolutions) of every tensor the converter reads."""
+  bn = lambda p, c: {f"{p}.{n}": (c,) for n in ("weight", "bias", "running_mean", "running_var")}
+  shapes = {"_conv_stem.weight": (STEM_CHANNELS, 3, 3, 3), **bn("_bn0", STEM_CHANNELS)}
+  out_ch = STEM_CHANNELS
+  for i, (expand, kernel, _, in_ch, out_ch) in enumerate(block_specs(stages)):
+    p, mid = f"_blocks.{i}", in_ch * expand
     if expand != 1:
-      keys += [f"{p}._expand_conv.weight", *bn(f"{p}._bn0")]
-    keys += [f"{p}._depthwise_conv.weight", *bn(f"{p}._bn1"), f"{p}._project_conv.weight",
-             *bn(f"{p}._bn2")]
-  return keys + ["_conv_head.weight", *bn("_bn1"), "_fc.weight", "_fc.bias"]
+      shapes |= {f"{p}._expand_conv.weight": (mid, in_ch, 1, 1), **bn(f"{p}._bn0", mid)}
+    shapes |= {f"{p}._depthwise_conv.weight": (mid, 1, kernel, kernel), **bn(f"{p}._bn1", mid),
+               f"{p}._project_conv.weight": (out_ch, mid, 1, 1), **bn(f"{p}._bn2", out_ch)}
+  return shapes | {"_conv_head.weight": (HEAD_CHANNELS, out_ch, 1, 1), **bn("_bn1", HEAD_CHANNELS),
+                   "_fc.weight": (num_classes, HEAD_CHANNELS), "_fc.bias": (num_classes,)}
 
 
 def default_weights_path() -> str:
@@ -329,7 +328,6 @@ def build(weights: str | None = EMBEDDED, *, key: jax.Array | None = None,
   Returns:
     The model record.
   """
-  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
   weights = EMBEDDED if weights is None else weights
   module = EfficientNetLite(depthwise_impl=depthwise_impl)
   if weights == weights_lib.RANDOM:

@@ -30,6 +30,8 @@ gradient). Forward values are the same either way.
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
 from typing import Any
 
 import flax.linen as nn
@@ -39,6 +41,7 @@ import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
+from fvjax.models import weights as weights_lib
 from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
 from fvjax.models.record import ModelRecord
 
@@ -161,25 +164,18 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   Raises:
     ValueError: the first missing key or wrong shape, in one sentence.
   """
-  params = {}
-  for path, prefix in _torch_names().items():
-    target = like["params"]
-    for p in path:
-      target = target[p]
-    for torch_name, flax_name in (("weight", "kernel"), ("bias", "bias")):
-      key = f"{prefix}.{torch_name}"
-      if key not in sd:
-        raise ValueError(f"Not a lucent InceptionV1 state dict: key {key!r} is missing.")
-      value = np.asarray(sd[key], np.float32)
-      if flax_name == "kernel":
-        value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
-      want = tuple(np.shape(target[flax_name]))
-      if value.shape != want:
-        raise ValueError(f"Key {key!r} has shape {np.shape(sd[key])}, but InceptionV1 expects one that converts to {want}.")
-      node = params
-      for p in path:
-        node = node.setdefault(p, {})
-      node[flax_name] = value
+  where = {f"{prefix}.{torch_name}": (*path, leaf)  # torch key -> Flax parameter path
+           for path, prefix in _torch_names().items() for torch_name, leaf in (("weight", "kernel"), ("bias", "bias"))}
+  shape = lambda loc: np.shape(functools.reduce(operator.getitem, loc, like["params"]))
+  weights_lib.check_state_dict(
+      sd, {k: weights_lib.torch_shape(shape(loc), loc[-1] == "kernel") for k, loc in where.items()},
+      "a lucent InceptionV1")
+  params: dict[str, Any] = {}
+  for key, (*path, leaf) in where.items():
+    value = np.asarray(sd[key], np.float32)
+    if leaf == "kernel":
+      value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
+    functools.reduce(lambda node, p: node.setdefault(p, {}), path, params)[leaf] = value
   return {"params": params}
 
 
@@ -203,7 +199,6 @@ def build(weights: str | None = None, *, key: jax.Array | None = None,
     ValueError: no ``weights`` given (says where the file comes from).
     FileNotFoundError: ``weights`` does not exist.
   """
-  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
   path = weights_lib.weight_source(weights, "InceptionV1", WEIGHTS_HINT)
   module = InceptionV1()
   if path is None:

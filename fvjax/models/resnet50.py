@@ -12,6 +12,8 @@ block of stage 4, the layer of the paper's silent-units experiment.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +22,7 @@ import numpy as np
 
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
+from fvjax.models import weights as weights_lib
 from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
 from fvjax.models.record import ModelRecord
 
@@ -120,25 +123,18 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   Raises:
     ValueError: the first missing key or wrong shape, in one sentence.
   """
-  out: dict[str, Any] = {"params": {}, "batch_stats": {}}
-  for path, (prefix, kind) in _mapping().items():
-    for (collection, leaf), torch_name in _KINDS[kind].items():
-      key = f"{prefix}.{torch_name}"
-      if key not in sd:
-        raise ValueError(f"Not a torchvision/timm ResNet-50 state dict: key {key!r} is missing.")
-      value = np.asarray(sd[key], np.float32)
-      if leaf == "kernel":
-        value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
-      target = like[collection]
-      for p in path:
-        target = target[p]
-      if value.shape != tuple(np.shape(target[leaf])):
-        raise ValueError(f"Key {key!r} has shape {np.shape(sd[key])}, which does not fit ResNet-50 "
-                         f"(expected one that converts to {tuple(np.shape(target[leaf]))}).")
-      node = out[collection]
-      for p in path:
-        node = node.setdefault(p, {})
-      node[leaf] = value
+  where = {f"{prefix}.{torch_name}": (collection, *path, leaf)  # torch key -> Flax variable path
+           for path, (prefix, kind) in _mapping().items() for (collection, leaf), torch_name in _KINDS[kind].items()}
+  shape = lambda loc: np.shape(functools.reduce(operator.getitem, loc, like))
+  weights_lib.check_state_dict(
+      sd, {k: weights_lib.torch_shape(shape(loc), loc[-1] == "kernel") for k, loc in where.items()},
+      "a torchvision/timm ResNet-50")
+  out: dict[str, Any] = {}
+  for key, (*path, leaf) in where.items():
+    value = np.asarray(sd[key], np.float32)
+    if leaf == "kernel":
+      value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
+    functools.reduce(lambda node, p: node.setdefault(p, {}), path, out)[leaf] = value
   return out
 
 
@@ -153,7 +149,6 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
     ValueError: no ``weights`` given (says where the file comes from).
     FileNotFoundError: ``weights`` does not exist.
   """
-  from fvjax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
   path = weights_lib.weight_source(weights, "ResNet-50", WEIGHTS_HINT)
   module = ResNet50()
   if path is None:

@@ -9,13 +9,23 @@ read: the zip format of torch >= 1.6 (``archive/data.pkl`` plus one file per
 storage) and the legacy format (magic number, protocol, system info, the
 pickled object, the storage keys, then each storage's raw bytes).
 
-Every reader returns a flat ``dict[str, numpy.ndarray]`` of state-dict keys.
+A crafted file must not reach memory it does not hold: every tensor's offset,
+sizes and strides are checked against its storage's real length (the bytes in
+the file, not the count the pickle claims), ``.npz`` headers against their
+members' bytes, and the arrays of one file together may take at most
+:data:`_GROWTH` times its size plus :data:`_SLACK` bytes. Anything else is a
+one-sentence :class:`CorruptWeightFileError`.
+
+Every reader returns a flat ``dict[str, numpy.ndarray]`` of state-dict keys;
+:func:`check_state_dict` then checks one against the tensors a model needs.
 """
 
 from __future__ import annotations
 
 import collections
+import difflib
 import io
+import math
 import os
 import pickle
 import struct
@@ -26,6 +36,10 @@ import numpy as np
 
 ACCEPTED = ".pth/.pt/.bin (PyTorch state dict), .npz or .safetensors"
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# Views may hold more bytes than their storages (tied weights share one, a stride-0 expand repeats
+# an element, bf16 widens to float32), so a file's arrays may outgrow it, but only so far: a crafted
+# stride-0 view of one float could otherwise ask for any amount of memory.
+_GROWTH, _SLACK = 4, 1 << 26
 
 # torch storage type name -> numpy dtype
 _STORAGE_DTYPES = {
@@ -41,14 +55,14 @@ class UnsafeWeightFileError(ValueError):
 
 
 class CorruptWeightFileError(ValueError):
-  """The file is truncated or is not a weight file of the claimed format."""
+  """The file is truncated, inconsistent, or not a weight file of the claimed format."""
 
 
 class _Storage:
-  """A reference to a storage; its bytes arrive after (legacy) or beside (zip) the pickle."""
+  """A storage the pickle names; its elements (``data``) lie beside (zip) or after (legacy) the pickle."""
 
-  def __init__(self, key: str, dtype: Any):
-    self.key, self.dtype = key, dtype
+  def __init__(self, key: str, dtype: Any, numel: int):
+    self.key, self.dtype, self.numel, self.data = key, dtype, numel, None
 
 
 class _Tensor:
@@ -109,29 +123,76 @@ def _storage_dtype(storage_type, path):
   return dtype
 
 
-def _materialise(obj: Any, buffers: dict[str, np.ndarray]) -> Any:
-  """Replaces every _Tensor in a nested structure by a numpy copy of its view."""
-  if isinstance(obj, _Tensor):
-    buf = buffers[obj.storage.key]
-    numel = int(np.prod(obj.size)) if obj.size else 1
+def _new_storage(pid: Any, path: str) -> _Storage:
+  """The storage of a persistent id ``('storage', type, key, location, numel[, view])``, checked."""
+  if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" and isinstance(pid[2], str)
+          and type(pid[4]) is int and pid[4] >= 0):  # pylint: disable=unidiomatic-typecheck
+    raise CorruptWeightFileError(f"{path!r} is corrupt: {pid!r} is not a storage reference "
+                                 "('storage', type, key, location, element count).")
+  if len(pid) == 6 and pid[5] is not None:
+    raise CorruptWeightFileError(f"{path!r} uses storage views (torch < 0.4), which this reader does not support; "
+                                 "re-save it with a newer torch.")
+  return _Storage(pid[2], _storage_dtype(pid[1], path), pid[4])
+
+
+def _itemsize(dtype: Any) -> int:
+  return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
+def _fill(storage: _Storage, raw: bytes, path: str) -> None:
+  """Gives a storage its bytes, which must be exactly the elements its reference declares."""
+  if len(raw) != storage.numel * _itemsize(storage.dtype):
+    raise CorruptWeightFileError(f"{path!r} is corrupt: storage {storage.key!r} declares {storage.numel} "
+                                 f"elements of {_itemsize(storage.dtype)} bytes but holds {len(raw)} bytes.")
+  if storage.dtype == "bfloat16":  # widen bf16 to f32: its bits are the top half of a float32
+    storage.data = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+  else:
+    storage.data = np.frombuffer(raw, storage.dtype)
+
+
+def _materialise(obj: Any, path: str) -> Any:
+  """Replaces every _Tensor in a nested structure by a numpy copy of its view, checked first."""
+  left = _GROWTH * os.path.getsize(path) + _SLACK  # bytes the arrays may still take
+
+  def tensor(t: _Tensor, name: Any) -> np.ndarray:
+    nonlocal left
+
+    def corrupt(why):
+      return CorruptWeightFileError(f"{path!r} is corrupt: tensor {name!r} {why}.")
+
+    data = t.storage.data if isinstance(t.storage, _Storage) else None
+    if data is None:
+      raise corrupt("has no storage bytes in the file")
+    dims = (t.offset, *t.size, *t.stride)
+    # Exactly int: a bool or float here is no torch size.
+    not_int = any(type(d) is not int for d in dims)  # pylint: disable=unidiomatic-typecheck
+    if not_int or len(t.size) != len(t.stride):
+      raise corrupt(f"has offset {t.offset!r}, sizes {t.size!r} and strides {t.stride!r}, not integers of one rank")
+    if min(dims) < 0:
+      raise corrupt(f"has offset {t.offset}, sizes {t.size} and strides {t.stride}, but none may be negative")
+    numel = math.prod(t.size)
+    if numel * data.itemsize > left:
+      raise corrupt(f"has {numel} elements, more than a file of {os.path.getsize(path)} bytes can hold")
+    left -= numel * data.itemsize
     if numel == 0:
-      return np.zeros(obj.size, buf.dtype)
-    last = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride))
-    if last >= buf.size:
-      raise CorruptWeightFileError("A tensor reaches past the end of its storage; the file is corrupt.")
-    view = np.lib.stride_tricks.as_strided(buf[obj.offset:], obj.size, [s * buf.itemsize for s in obj.stride])
-    return np.array(view)
-  if isinstance(obj, dict):
-    return type(obj)((k, _materialise(v, buffers)) for k, v in obj.items())
-  if isinstance(obj, (list, tuple)):
-    return type(obj)(_materialise(v, buffers) for v in obj)
-  return obj
+      return np.zeros(t.size, data.dtype)
+    end = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
+    if end >= data.size:
+      raise corrupt(f"reaches element {end} of a storage that holds {data.size}")
+    # A stride over a dimension of size 1 is never taken; zero keeps numpy's byte strides in range.
+    strides = [s * data.itemsize if n > 1 else 0 for n, s in zip(t.size, t.stride)]
+    return np.array(np.lib.stride_tricks.as_strided(data[t.offset:], t.size, strides))
 
+  def walk(obj: Any, name: Any) -> Any:
+    if isinstance(obj, _Tensor):
+      return tensor(obj, name)
+    if isinstance(obj, dict):
+      return type(obj)((k, walk(v, k)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+      return type(obj)(walk(v, name) for v in obj)
+    return obj
 
-def _from_bytes(raw: bytes, dtype, path: str) -> np.ndarray:
-  if dtype == "bfloat16":  # widen bf16 to f32: its bits are the top half of a float32
-    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-  return np.frombuffer(raw, dtype)
+  return walk(obj, None)
 
 
 def _read_zip(path: str) -> Any:
@@ -147,14 +208,14 @@ def _read_zip(path: str) -> Any:
     storages: dict[str, _Storage] = {}
 
     def load_storage(pid):
-      # ('storage', storage_type, key, location, numel)
-      _, storage_type, key, _, _ = pid
-      storages[key] = _Storage(key, _storage_dtype(storage_type, path))
-      return storages[key]
+      storage = _new_storage(pid, path)
+      if storage.key not in storages:
+        _fill(storage, zf.read(f"{prefix}data/{storage.key}"), path)
+        storages[storage.key] = storage
+      return storages[storage.key]
 
     obj = _SafeUnpickler(io.BytesIO(zf.read(pkl)), path, load_storage).load()
-    buffers = {k: _from_bytes(zf.read(f"{prefix}data/{k}"), s.dtype, path) for k, s in storages.items()}
-  return _materialise(obj, buffers)
+  return _materialise(obj, path)
 
 
 def _read_legacy(path: str) -> Any:
@@ -170,26 +231,26 @@ def _read_legacy(path: str) -> Any:
     storages: dict[str, _Storage] = {}
 
     def load_storage(pid):
-      # ('storage', storage_type, key, location, numel[, view_metadata])
-      storage_type, key = pid[1], pid[2]
-      storages.setdefault(key, _Storage(key, _storage_dtype(storage_type, path)))
-      return storages[key]
+      storage = _new_storage(pid, path)
+      return storages.setdefault(storage.key, storage)
 
     obj = _SafeUnpickler(f, path, load_storage).load()
     keys = load_plain()
-    buffers = {}
+    size = os.fstat(f.fileno()).st_size
     for key in keys:
       header = f.read(8)
       if len(header) < 8:
         raise CorruptWeightFileError(f"{path!r} is truncated: storage {key!r} is missing.")
-      numel = struct.unpack("<q", header)[0]
-      dtype = storages[key].dtype
-      itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-      raw = f.read(numel * itemsize)
-      if len(raw) < numel * itemsize:
+      numel, storage = struct.unpack("<q", header)[0], storages[key]
+      # The record's count must match the reference, and fit in the file, before anything is read.
+      if numel != storage.numel:
+        raise CorruptWeightFileError(f"{path!r} is corrupt: storage {key!r} holds {numel} elements "
+                                     f"but its reference declares {storage.numel}.")
+      nbytes = numel * _itemsize(storage.dtype)
+      if nbytes > size - f.tell():
         raise CorruptWeightFileError(f"{path!r} is truncated inside storage {key!r}.")
-      buffers[key] = _from_bytes(raw, dtype, path)
-  return _materialise(obj, buffers)
+      _fill(storage, f.read(nbytes), path)
+  return _materialise(obj, path)
 
 
 def _state_dict(obj: Any, path: str) -> dict[str, np.ndarray]:
@@ -219,39 +280,64 @@ def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
   except (UnsafeWeightFileError, CorruptWeightFileError):
     raise
   except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, KeyError, ValueError,
-          TypeError, IndexError, AttributeError, UnicodeDecodeError) as e:
+          TypeError, IndexError, AttributeError, UnicodeDecodeError, OverflowError, RecursionError) as e:
     raise CorruptWeightFileError(f"{path!r} is truncated or not a PyTorch checkpoint ({type(e).__name__}); "
                                  f"accepted: {ACCEPTED}.") from e
   return _state_dict(obj, path)
 
 
+def _npy_member(raw: bytes, name: str, path: str) -> np.ndarray:
+  """One ``.npy`` member, its header checked against its bytes before numpy allocates the array."""
+  f = io.BytesIO(raw)
+  version = np.lib.format.read_magic(f)
+  read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+  shape, _, dtype = read_header(f)
+  if dtype.hasobject:
+    raise UnsafeWeightFileError(f"Refusing to load {path!r}: its member {name!r} holds pickled objects.")
+  if min(shape, default=0) < 0 or math.prod(shape) * dtype.itemsize != len(raw) - f.tell():
+    raise CorruptWeightFileError(f"{path!r} is corrupt: member {name!r} declares shape {shape} of {dtype} "
+                                 f"but holds {len(raw) - f.tell()} bytes of data.")
+  f.seek(0)
+  return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads an ``.npz`` of named arrays (pickled objects are refused)."""
+  """Reads the ``.npy`` members of an ``.npz`` as named arrays (pickled objects are refused)."""
+  path = os.fspath(path)
   try:
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-      return {k: z[k] for k in z.files}
-  except ValueError as e:
-    raise UnsafeWeightFileError(f"Refusing to load {os.fspath(path)!r}: it holds pickled objects.") from e
-  except (zipfile.BadZipFile, OSError, EOFError) as e:
-    raise CorruptWeightFileError(f"{os.fspath(path)!r} is truncated or not an .npz file.") from e
+    with zipfile.ZipFile(path) as zf:
+      # zf.read returns the bytes really stored (decompressed), whatever a header claims.
+      return {info.filename[:-len(".npy")]: _npy_member(zf.read(info), info.filename, path)
+              for info in zf.infolist() if info.filename.endswith(".npy")}
+  except (UnsafeWeightFileError, CorruptWeightFileError):
+    raise
+  except (zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError) as e:
+    raise CorruptWeightFileError(f"{path!r} is truncated or not an .npz file ({type(e).__name__}); "
+                                 f"accepted: {ACCEPTED}.") from e
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads a ``.safetensors`` file (bf16 tensors are widened to float32)."""
+  """Reads a ``.safetensors`` file (bf16 tensors are widened to float32).
+
+  The safetensors library checks the header itself (offsets inside the file,
+  contiguous and not overlapping, each shape matching its bytes, no overflow).
+  """
   from safetensors import safe_open  # pylint: disable=g-import-not-at-top
   from safetensors import SafetensorError  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
   try:
     try:
       from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-      return dict(load_file(os.fspath(path)))
-    except TypeError:  # bf16 has no numpy dtype: go through the raw bytes
-      out = {}
-      with safe_open(os.fspath(path), framework="flax") as f:
-        for k in f.keys():
-          out[k] = np.asarray(f.get_tensor(k), np.float32)
-      return out
+      out = dict(load_file(path))
+    except TypeError:  # older safetensors: bf16 has no numpy dtype, go through jax
+      with safe_open(path, framework="flax") as f:
+        out = {k: np.asarray(f.get_tensor(k), np.float32) for k in f.keys()}
   except (SafetensorError, OSError) as e:
-    raise CorruptWeightFileError(f"{os.fspath(path)!r} is truncated or not a .safetensors file ({e}).") from e
+    raise CorruptWeightFileError(f"{path!r} is truncated or not a .safetensors file ({e}).") from e
+  except AttributeError as e:  # safetensors names a numpy dtype (float8, float4) this numpy lacks
+    raise CorruptWeightFileError(f"{path!r} holds tensors of a type numpy cannot represent ({e}); "
+                                 "accepted: float, integer and bool tensors.") from e
+  return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in out.items()}
 
 
 _READERS = {".pth": read_pth, ".pt": read_pth, ".bin": read_pth, ".ckpt": read_pth,
@@ -272,6 +358,42 @@ def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
   if suffix not in _READERS:
     raise ValueError(f"Cannot read weight file {path!r} (suffix {suffix or 'none'!r}); accepted: {ACCEPTED}.")
   return _READERS[suffix](path)
+
+
+def torch_shape(flax_shape: tuple[int, ...], kernel: bool) -> tuple[int, ...]:
+  """The PyTorch shape of a Flax parameter: kernels go HWIO -> OIHW (convolution) or (in, out) -> (out, in)."""
+  s = tuple(flax_shape)
+  if not kernel:
+    return s
+  return s[::-1] if len(s) == 2 else (s[3], s[2], s[0], s[1])
+
+
+def check_state_dict(sd: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], what: str) -> None:
+  """Checks that ``sd`` holds every tensor of ``expected`` with its shape, before any conversion.
+
+  Tensors a model does not use are allowed (torchvision's ``num_batches_tracked``,
+  the auxiliary heads in lucent's InceptionV1 file), but a missing tensor's message
+  names the unused one closest to it, since a renamed prefix is the usual cause.
+
+  Args:
+    sd: the state dict read from the file.
+    expected: PyTorch key -> PyTorch shape.
+    what: the model, with its article (``"a torchvision/timm ResNet-50"``).
+
+  Raises:
+    ValueError: naming the first missing tensor, or a tensor, its shape and the expected shape.
+  """
+  missing = [k for k in expected if k not in sd]
+  if missing:
+    unused = [k for k in sd if k not in expected]
+    closest = difflib.get_close_matches(missing[0], unused, n=1, cutoff=0)
+    hint = f"; of the file's {len(unused)} unused keys, the closest is {closest[0]!r}" if unused else ""
+    raise ValueError(f"Not {what} state dict: key {missing[0]!r} is missing "
+                     f"({len(missing)} of {len(expected)} expected keys absent{hint}).")
+  for key, want in expected.items():
+    if tuple(np.shape(sd[key])) != tuple(want):
+      raise ValueError(f"Key {key!r} has shape {tuple(np.shape(sd[key]))}, "
+                       f"but {what} state dict has {tuple(want)} there.")
 
 
 def unflatten(flat: dict[str, Any], sep: str = ".") -> dict[str, Any]:
