@@ -8,6 +8,7 @@ run resume from the last finished step.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -18,6 +19,10 @@ import orbax.checkpoint as ocp
 def save(path: str | os.PathLike, tree: Any, *, force: bool = True) -> str:
   """Saves a pytree of arrays to the directory ``path`` (atomically).
 
+  Replacing a checkpoint keeps the previous one until the new one is complete:
+  the new one is written beside it, then swapped in by two renames; a kill
+  between them is repaired by the next :func:`save` or :func:`restore`.
+
   Args:
     path: target directory (created; replaced when ``force``).
     tree: nested dicts/lists of arrays and scalars.
@@ -27,9 +32,25 @@ def save(path: str | os.PathLike, tree: Any, *, force: bool = True) -> str:
     The absolute path written.
   """
   path = os.path.abspath(os.fspath(path))
+  _recover(path)
+  if os.path.exists(path) and not force:
+    raise FileExistsError(f"A checkpoint exists at {path}; pass force=True to replace it.")
+  new, old = path + ".new", path + ".old"
+  shutil.rmtree(new, ignore_errors=True)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, jax.tree_util.tree_map(np.asarray, tree), force=force)
+    ckptr.save(new, jax.tree_util.tree_map(np.asarray, tree))
+  if os.path.exists(path):
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+  os.replace(new, path)
+  shutil.rmtree(old, ignore_errors=True)
   return path
+
+
+def _recover(path: str) -> None:
+  """Brings back the previous checkpoint when a kill fell between :func:`save`'s two renames."""
+  if not os.path.exists(path) and os.path.isdir(path + ".old"):
+    os.replace(path + ".old", path)
 
 
 def restore(path: str | os.PathLike, like: Any | None = None) -> Any:
@@ -46,6 +67,7 @@ def restore(path: str | os.PathLike, like: Any | None = None) -> Any:
     FileNotFoundError: ``path`` holds no checkpoint.
   """
   path = os.path.abspath(os.fspath(path))
+  _recover(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"No checkpoint at {path}; accepted: a directory written by fvjax.checkpoint.save.")
   with ocp.StandardCheckpointer() as ckptr:
@@ -54,6 +76,28 @@ def restore(path: str | os.PathLike, like: Any | None = None) -> Any:
     else:
       tree = ckptr.restore(path, jax.tree_util.tree_map(np.asarray, like))
   return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def save_step(directory: str | os.PathLike, step: int, tree: Any, log: Any = None) -> None:
+  """Saves ``tree`` (and a JSON-able ``log``, e.g. a training history) as step ``step`` of a
+  resumable run; the previous step is kept until this one is complete."""
+  with manager(directory) as mngr:
+    mngr.save(step, args=ocp.args.Composite(tree=ocp.args.StandardSave(jax.tree_util.tree_map(np.asarray, tree)),
+                                            log=ocp.args.JsonSave({"log": log})))
+    mngr.wait_until_finished()
+
+
+def restore_latest(directory: str | os.PathLike, like: Any) -> tuple[int, Any, Any] | None:
+  """``(step, tree, log)`` of the last completed :func:`save_step`, or ``None``."""
+  if not os.path.isdir(directory):
+    return None
+  with manager(directory) as mngr:
+    step = mngr.latest_step()
+    if step is None:
+      return None
+    out = mngr.restore(step, args=ocp.args.Composite(
+        tree=ocp.args.StandardRestore(jax.tree_util.tree_map(np.asarray, like)), log=ocp.args.JsonRestore()))
+  return step, jax.tree_util.tree_map(np.asarray, out["tree"]), out["log"]["log"]
 
 
 def manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:

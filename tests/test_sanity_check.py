@@ -29,17 +29,40 @@ def test_folder_mode_streams_classes_and_resumes(tmp_path):
   metrics = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
                              num_other=2, num_bootstrap=20, progress=False)
   assert metrics["num_classes"] == 4 and metrics["num_other_classes"] == 2
-  assert sorted(p.name for p in work.glob("visualizations_*.npz")) == ["visualizations_00000.npz",
-                                                                      "visualizations_00002.npz"]
+  assert len(list((work / "store").glob("visualizations-*.npz"))) == 2  # one entry per render chunk
   # Colour-blob classes: natural images of a class are more alike than across classes.
   assert metrics["per_layer"]["conv1"]["s_same"] > metrics["per_layer"]["conv1"]["s_diff"]
   # Killed after the similarity of some classes: a rerun finishes and agrees.
-  progress = dict(np.load(work / "similarity_progress.npz"))
+  [entry] = (work / "store").glob("similarity-*.npz")
+  progress = dict(np.load(entry))
   progress["fv"][:2] = np.nan
-  np.savez(work / "similarity_progress.npz", **progress)
+  np.savez(entry, **progress)
   again = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
                            num_other=2, num_bootstrap=20, progress=False)
   assert again["per_layer"] == json.loads(json.dumps(metrics["per_layer"]))
+
+
+def _two_classes():
+  rng = np.random.default_rng(1)
+  base = rng.uniform(0, 1, size=(2, 1, 1, 1, 3))
+  images = np.clip(base + rng.normal(0, 0.1, size=(2, 3, 64, 64, 3)), 0, 1).astype(np.float32)
+  return sanity_check.ClassImages((1, 2), lambda i: images[i], ("a", "b"), source={"images": "blobs"})
+
+
+def test_rerun_with_other_settings_never_reuses_old_results(tmp_path):
+  """A workdir reused with another measure, layer list, step count or seed gives that run's own numbers."""
+  model, classes = models.load("tiny_cnn"), _two_classes()
+  common = dict(render_batch=2, num_bootstrap=5, progress=False)
+  sanity_check.run(model, classes, str(tmp_path / "w"), key=jax.random.PRNGKey(0), steps=2, layers=["conv1", "conv2"],
+                   **common)
+  for change in (dict(measure="pearson"), dict(layers=["conv1", "logits"]), dict(steps=3), dict(seed=1)):
+    options = dict(steps=2, layers=["conv1", "conv2"], **common)
+    options.update({k: v for k, v in change.items() if k != "seed"})
+    key = jax.random.PRNGKey(change.get("seed", 0))
+    reused = sanity_check.run(model, classes, str(tmp_path / "w"), key=key, **options)
+    fresh = sanity_check.run(model, classes, str(tmp_path / f"fresh_{len(change)}_{list(change)[0]}"), key=key,
+                             **options)
+    assert reused["per_layer"] == fresh["per_layer"], change
 
 
 def test_degenerate_settings_are_refused_before_any_work(tmp_path):
@@ -53,7 +76,7 @@ def test_degenerate_settings_are_refused_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="num_bootstrap must be at least 1"):
     sanity_check.run(model, two, str(tmp_path), key=jax.random.PRNGKey(0), num_bootstrap=0)
   as_uint8 = two._replace(load=lambda i: np.full((2, 64, 64, 3), 200, np.uint8))
-  with pytest.raises(ValueError, match="must be floats in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"must be floats in \[0, 1\]"):
     sanity_check.run(model, as_uint8, str(tmp_path / "u8"), key=jax.random.PRNGKey(0), steps=1, num_bootstrap=2,
                      progress=False)
   broken = model.replace(params=jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), model.params))

@@ -10,12 +10,15 @@ only its own images and those of the ``num_other`` classes before it (the
 "other class" images of S_diff) are held, as per-layer feature rows already
 rank-transformed and normalised on device, so one matrix product gives every
 similarity. Work is resumable: visualizations are saved chunk by chunk and
-per-class similarities after every class, atomically, into the workdir.
+per-class similarities after every class into the workdir's store
+(:mod:`fvjax.store`), keyed by the settings that produced them, so a rerun
+with the same settings resumes and one with other settings starts afresh.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import time
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -30,6 +33,7 @@ from fvjax import io
 from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
+from fvjax import store
 from fvjax.models import labels as labels_lib
 from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
@@ -38,12 +42,14 @@ from fvjax.optvis import render as render_lib
 class ClassImages(NamedTuple):
   """Natural images by class: ``classes[i]`` is a logit index; ``load(i)`` gives
   that class's images ``[n,H,W,3]`` in ``[0,1]``; ``names[i]`` a label;
-  ``wnids[i]`` its WordNet ID (``""`` where unknown)."""
+  ``wnids[i]`` its WordNet ID (``""`` where unknown); ``source`` says where the
+  images come from and how they were drawn (part of the stored results' settings)."""
 
   classes: tuple[int, ...]
   load: Callable[[int], np.ndarray]
   names: tuple[str, ...]
   wnids: tuple[str, ...] = ()
+  source: Mapping | None = None
 
 
 def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 8,
@@ -70,7 +76,8 @@ def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 
 
   label = (lambda c: model.labels[c]) if model.labels else str
   names = tuple(f"{label(c)} ({', '.join(names[j] for j in groups[c])})" for c in classes)
-  return ClassImages(classes, load, names, tuple(model.wnids[c] if model.wnids else "" for c in classes))
+  source = {"images": "embedded photos", "crops_per_photo": crops_per_photo, "key": key, "size": size}
+  return ClassImages(classes, load, names, tuple(model.wnids[c] if model.wnids else "" for c in classes), source)
 
 
 def folder_classes(root: str, model: ModelRecord, per_class: int = 50, num_classes: int | None = None,
@@ -103,7 +110,11 @@ def folder_classes(root: str, model: ModelRecord, per_class: int = 50, num_class
   size = model.input_size[0]
   wnids = tuple(model.wnids[c] if model.wnids else "" for c in logits)
   names = tuple(f"{model.labels[c]} ({f})" if model.labels else f for c, f in zip(logits, folders))
-  return ClassImages(logits, lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]), names, wnids)
+  files = [os.path.relpath(p, root) for k in keep for p in by_class[k]]
+  source = {"images": os.path.abspath(root), "size": size,
+            "files": hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]}
+  return ClassImages(logits, lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]), names, wnids,
+                     source)
 
 
 def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reduction: str):
@@ -154,13 +165,17 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
     raise ValueError(f"num_bootstrap must be at least 1 (the confidence intervals resample classes); got {num_bootstrap}.")
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
-  visualizations = _render_all(model, classes, workdir, key, steps, size, render_batch, progress, render_options)
+  render_settings = {**store.model_settings(model), "steps": steps, "size": size, "render_batch": render_batch,
+                     "key": key, "render_options": render_options}
+  visualizations = _render_all(model, classes, workdir, key, render_settings, progress)
 
   num = len(classes.classes)
   num_other = max(1, min(num_other, num - 1))
   order = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1))).permutation(num)
-  progress_path = os.path.join(workdir, "similarity_progress.npz")
-  done = dict(np.load(progress_path)) if os.path.exists(progress_path) else {}
+  settings = {**render_settings, "classes": classes.classes, "class_names": classes.names,
+              "images": classes.source, "layers": layers, "measure": measure, "reduction": reduction,
+              "num_other": num_other}
+  done = store.load_arrays(workdir, "similarity", settings) or {}
   sims = {k: done.get(k, np.full((num, len(layers)), np.nan)) for k in ("fv", "same", "diff")}
   fn = feature_fn(model, layers, measure, reduction)
   params = parallel.replicate(model.params, parallel.data_mesh())  # once, not per class
@@ -187,7 +202,7 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
     for j, l in enumerate(layers):
       other = np.concatenate([o[l] for o in others])
       sims["fv"][c, j], sims["same"][c, j], sims["diff"][c, j] = similarity.class_scores(own[l], fv_feats[l][c], other)
-    _save_npz(progress_path, sims)
+    store.save_arrays(workdir, "similarity", settings, sims)
 
   per_layer = {}
   for j, l in enumerate(layers):
@@ -207,29 +222,21 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
   return metrics
 
 
-def _save_npz(path, arrays):
-  with io.atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-
-
-def _render_all(model, classes, workdir, key, steps, size, render_batch, progress, render_options):
-  """Class-unit visualizations ``[C,h,w,3]``, saved per chunk (resumable)."""
+def _render_all(model, classes, workdir, key, settings, progress):
+  """Class-unit visualizations ``[C,h,w,3]``, stored per chunk of ``render_batch`` units (resumable)."""
   out = []
   units = list(classes.classes)
-  for start in range(0, len(units), render_batch):
-    path = os.path.join(workdir, f"visualizations_{start:05d}.npz")
-    chunk = units[start:start + render_batch]
-    if os.path.exists(path):
-      with np.load(path) as z:
-        if list(z["units"]) == chunk and int(z["steps"]) == steps:
-          out.append(z["images"])
-          continue
-    result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
-                               thresholds=(steps,), size=size, progress=progress, **render_options)
-    images = result.images[-1]
-    _save_npz(path, {"images": images, "units": np.asarray(chunk), "steps": np.asarray(steps)})
-    out.append(images)
+  for start in range(0, len(units), settings["render_batch"]):
+    chunk = units[start:start + settings["render_batch"]]
+    chunk_settings = {**settings, "units": chunk}
+    saved = store.load_arrays(workdir, "visualizations", chunk_settings)
+    if saved is None:
+      result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
+                                 thresholds=(settings["steps"],), size=settings["size"], progress=progress,
+                                 **settings["render_options"])
+      saved = {"images": result.images[-1]}
+      store.save_arrays(workdir, "visualizations", chunk_settings, saved)
+    out.append(saved["images"])
   return np.concatenate(out)
 
 

@@ -7,9 +7,12 @@ or an image folder) are the other class. Units and photos are split into a
 training part and a held-out part; metrics.json reports the held-out accuracy
 on each kind.
 
-Everything is resumable from ``workdir``: rendered chunks
-(``visualizations_XXXXX.npz``), the training state (orbax), and the final
-detector (``detector/``) are written atomically and reused by a rerun.
+Everything is resumable from ``workdir``: rendered chunks, the training state
+(orbax) and the trained detector are entries of the workdir's store
+(:mod:`fvjax.store`), keyed by the settings that produced them, so a rerun
+with the same settings resumes and one with other settings (thresholds, render
+size, steps, ...) trains afresh. The detector of the last run is published as
+``detector/`` (with ``heldout.json``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax import io
+from fvjax import store
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
 from fvjax.models.record import ModelRecord
@@ -85,22 +89,24 @@ def render_pool(model: ModelRecord, units: Sequence[int], workdir: str, *, key: 
                 progress: bool = True, **render_options) -> np.ndarray:
   """Visualizations of ``units`` of the logits at every threshold, ``[U*T, S, S, 3]``.
 
-  Rendered ``render_batch`` units at a time; each batch is saved as
-  ``<prefix>_XXXXX.npz`` (uint8) and reused when it exists.
+  Rendered ``render_batch`` units at a time; each batch is a store entry
+  ``<prefix>`` (uint8) reused by a rerun with the same settings.
   """
   units = [int(u) for u in units]
   out = []
   starts = range(0, len(units), render_batch)
-  for i, start in enumerate(tqdm(starts, desc=f"render {prefix}", disable=not progress, leave=False)):
-    path = os.path.join(workdir, f"{prefix}_{i:05d}.npz")
+  base = {**store.model_settings(model), "thresholds": thresholds, "size": size, "render_options": render_options}
+  for start in tqdm(starts, desc=f"render {prefix}", disable=not progress, leave=False):
     chunk = units[start:start + render_batch]
-    if not os.path.exists(path):
-      result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
-                                 thresholds=thresholds, size=size, progress=False, **render_options)
-      with io.atomic_path(path) as tmp:
-        np.savez(tmp, images=io.to_uint8(result.images), units=np.asarray(chunk), thresholds=np.asarray(result.thresholds))
-    with np.load(path) as f:
-      out.append(f["images"].reshape(-1, *f["images"].shape[-3:]))
+    chunk_key = jax.random.fold_in(key, start)
+    settings = {**base, "units": chunk, "key": chunk_key}
+    saved = store.load_arrays(workdir, prefix, settings)
+    if saved is None:
+      result = render_lib.render(model, chunk, layer="logits", key=chunk_key, thresholds=thresholds, size=size,
+                                 progress=False, **render_options)
+      saved = {"images": io.to_uint8(result.images)}
+      store.save_arrays(workdir, prefix, settings, saved)
+    out.append(saved["images"].reshape(-1, *saved["images"].shape[-3:]))
   return np.concatenate(out).astype(np.float32) / 255.0
 
 
@@ -109,6 +115,7 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
         natural_dir: str | None = None, num_heldout_photos: int = 4, heldout_photos: Sequence[str] | None = None,
         heldout_crops: int = 16, max_heldout_natural: int = 2000,
         config: det.DetectorConfig = det.DetectorConfig(), steps: int = 1000, batch_size: int = 32,
+        optimizer: str = "sgd", learning_rate: float = training.PAPER_LEARNING_RATE,
         tx: optax.GradientTransformation | None = None, natural_weight: float = training.NATURAL_WEIGHT,
         checkpoint_every: int = 100, progress: bool = True, **render_options) -> dict:
   """Renders the visualization pools, trains the detector, evaluates it.
@@ -130,8 +137,11 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
     heldout_crops: augmented crops per held-out photo added to the held-out set.
     max_heldout_natural: cap on held-out folder images (2000 at 224 px is 1.2 GB).
     config: detector architecture settings.
-    steps, batch_size, tx, natural_weight, checkpoint_every: training settings
+    steps, batch_size, natural_weight, checkpoint_every: training settings
       (:func:`fvjax.fooling.training.train`).
+    optimizer, learning_rate: the optimiser (:func:`fvjax.fooling.training.optimizer`).
+    tx: a custom optax optimiser instead (a rerun in a new process does not
+      resume its training: an optax transformation has no stable identity).
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
@@ -159,16 +169,27 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
   train_fvs = render_pool(model, train_units, workdir, key=k_render, prefix="visualizations_train", **opts)
   heldout_fvs = render_pool(model, heldout_units, workdir, key=k_held, prefix="visualizations_heldout", **opts)
 
-  out_dir = os.path.join(workdir, "detector")
-  if os.path.isfile(os.path.join(out_dir, "detector.json")):
-    detector, history = det.load(out_dir), []
+  settings = {**store.model_settings(model), "key": key, "train_units": train_units, "thresholds": thresholds,
+              "size": size, "render_batch": render_batch, "render_options": render_options,
+              "natural": {"dir": os.path.abspath(natural_dir), "files": len(paths)} if natural_dir else
+                         {"train_photos": len(train_photos), "heldout": heldout_names},
+              "config": dataclasses.asdict(config), "steps": steps, "batch_size": batch_size,
+              "optimizer": {"name": optimizer, "learning_rate": learning_rate} if tx is None else repr(tx),
+              "natural_weight": natural_weight, "checkpoint_every": checkpoint_every}
+  entry = store.directory(workdir, "detector", settings)
+  finished = os.path.join(entry, "detector")
+  if os.path.isfile(os.path.join(finished, "detector.json")):
+    detector, history = det.load(finished), io.read_json(os.path.join(entry, "history.json"))
   else:
     detector, history = training.train(
         det.init(k_init, config), natural, training.pool_sampler(train_fvs), key=k_train, steps=steps,
-        batch_size=batch_size, tx=tx, natural_weight=natural_weight, state_dir=workdir,
-        checkpoint_every=checkpoint_every, progress=progress)
-    io.write_json(os.path.join(out_dir, HELDOUT_FILE), {"natural": heldout_names})
-    det.save(out_dir, detector)  # detector.json last: its presence marks a finished detector
+        batch_size=batch_size, tx=tx or training.optimizer(optimizer, learning_rate), natural_weight=natural_weight,
+        state_dir=entry, checkpoint_every=checkpoint_every, progress=progress)
+    io.write_json(os.path.join(entry, "history.json"), history)
+    det.save(finished, detector)  # detector.json last: its presence marks a finished detector
+  out_dir = os.path.join(workdir, "detector")  # the published copy: this run's detector
+  det.save(out_dir, detector)
+  io.write_json(os.path.join(out_dir, HELDOUT_FILE), {"natural": heldout_names})
 
   metrics = {
       "model": model.name,

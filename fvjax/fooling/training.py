@@ -135,7 +135,7 @@ def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, 
 
   Returns:
     ``(trained detector, history)``; history holds ``{step, loss, accuracy}``
-    every ``checkpoint_every`` steps (of this call).
+    every ``checkpoint_every`` steps, those before a resume included.
   """
   if batch_size < 2 or batch_size % 2:
     raise ValueError(f"batch_size must be an even number >= 2 (half natural, half visualizations); got {batch_size}.")
@@ -143,12 +143,15 @@ def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, 
   render_transforms = render_transforms or transforms_lib.standard_transforms()
   state = TrainState(detector.variables, tx.init(detector.variables), jnp.int32(0))
   path = os.path.join(state_dir, "train_state") if state_dir else None
-  if path and os.path.isdir(path):
-    state = TrainState(*checkpoint.restore(path, like=tuple(state)))
+  history = []
+  saved = checkpoint.restore_latest(path, like=tuple(state)) if path else None
+  if saved:
+    _, tree, history = saved
+    state = TrainState(*tree)
   step_fn = make_step(detector.config, tx, render_transforms, natural_weight)
   start = int(state.step)
   seed = _key_ints(key)
-  history, half = [], batch_size // 2
+  half = batch_size // 2
   with tqdm(total=steps, initial=min(start, steps), desc="train detector", disable=not progress, leave=False) as bar:
     for i in range(start, steps):
       rng = np.random.default_rng([*seed, i])  # per step, so a resumed run draws what the full run drew
@@ -158,7 +161,7 @@ def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, 
         history.append({"step": i + 1, "loss": float(loss), "accuracy": float(acc)})
         bar.set_postfix(loss=f"{float(loss):.3f}")
         if path:
-          checkpoint.save(path, tuple(state))
+          checkpoint.save_step(path, i + 1, tuple(state), history)
   return det.Detector(jax.tree_util.tree_map(np.asarray, state.variables), detector.config), history
 
 
