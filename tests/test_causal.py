@@ -319,12 +319,13 @@ def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
                "references/unit_1_q0_blurred.png", "unit_0.json"):
     assert (tmp_path / name).stat().st_size > 0, name
   # Same settings again (in this process): every unit is read back, nothing is recomputed.
-  before = (tmp_path / "unit_0.json").stat().st_mtime_ns
+  [entry] = (tmp_path / "store").glob("unit_0-*.json")
+  before = entry.stat().st_mtime_ns
   key = jax.random.PRNGKey(3)
   again = benchmark.run(tiny, "conv3", [0, 1], str(tmp_path), key=key, natural=trials.embedded_set(
       jax.random.fold_in(key, 1), SIZE, 0), observer=tiny, stride=8, top_k=2, num_references=3, steps=2,
                         chunk=16, progress=False)
-  assert (tmp_path / "unit_0.json").stat().st_mtime_ns == before
+  assert entry.stat().st_mtime_ns == before
   assert again["conditions"] == metrics["conditions"]
   with pytest.raises(ValueError, match="Unknown condition 'blured'"):
     benchmark.run(tiny, "conv3", [0], str(tmp_path), key=key, natural=None, observer=tiny,

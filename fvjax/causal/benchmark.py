@@ -13,9 +13,9 @@ occluder positions, the references of every trial, observer gaps) and images
 (``trials/unit_<u>_q<i>.png``, ``references/unit_<u>_synthetic.png`` and
 ``references/unit_<u>_q<i>_<condition>.png`` for the conditions whose
 references change from trial to trial); ``metrics.json``; ``accuracy.png``.
-A unit whose json exists with the same settings is not recomputed, so a
-killed run resumes; the natural set's activations are cached in
-``natural_values.npz``.
+Each unit's results and the natural set's activations are entries of the
+workdir's store (:mod:`fvjax.store`), keyed by the settings that produced
+them: a killed run resumes, and a rerun with other settings recomputes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from fvjax import io
 from fvjax import parallel
 from fvjax import plots
+from fvjax import store
 from fvjax.causal import blur as blur_lib
 from fvjax.causal import figures
 from fvjax.causal import observer as observer_lib
@@ -55,19 +56,15 @@ def ci95(values: Sequence[float]) -> tuple[float, list]:
 
 
 def _natural_values(model: ModelRecord, layer: str, natural: trials_lib.NaturalSet, workdir: str,
-                    progress: bool) -> np.ndarray:
-  """The natural set's unit activations, cached in the workdir."""
-  path = os.path.join(workdir, "natural_values.npz")
-  tag = np.asarray(f"{model.name}|{layer}|{natural.count}|{natural.size}|{natural.names[0]}|{natural.names[-1]}")
-  if os.path.exists(path):
-    with np.load(path) as f:
-      if str(f["tag"]) == str(tag):
-        return f["values"]
-  values = trials_lib.unit_values(model, layer, natural, progress=progress)
-  with io.atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, values=values, tag=tag)
-  return values
+                    settings: dict, progress: bool) -> np.ndarray:
+  """The natural set's unit activations (a store entry)."""
+  keys = ("model", "weights", "options", "params", "input_range", "layer", "size", "natural_count", "natural_names")
+  settings = {k: settings[k] for k in keys}
+  saved = store.load_arrays(workdir, "natural_values", settings)
+  if saved is None:
+    saved = {"values": trials_lib.unit_values(model, layer, natural, progress=progress)}
+    store.save_arrays(workdir, "natural_values", settings, saved)
+  return saved["values"]
 
 
 def _aggregate(units: Sequence[int], results: Mapping[int, dict], conditions: Sequence[str],
@@ -156,16 +153,17 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   if num_references < 1:
     raise ValueError(f"num_references must be >= 1; got {num_references}.")
   observer_layer = observer.check_layer(observer_layer or observer_lib.penultimate(observer))
-  settings = {"model": model.name, "weights": model.weights, "layer": layer, "size": natural.size,
+  settings = {**store.model_settings(model), "layer": layer, "size": natural.size,
               "fraction": fraction, "stride": stride, "top_k": top_k, "num_references": num_references,
               "bin_width": bin_width, "steps": steps, "render_size": render_size, "diversity": diversity,
               "transforms": transforms, "blur_stride": blur_stride, "conditions": list(conditions),
-              "observer": observer.name, "observer_layer": observer_layer, "natural_count": natural.count,
+              "observer": store.model_settings(observer), "observer_layer": observer_layer,
+              "natural_count": natural.count,
               "natural_names": hashlib.sha1("\n".join(natural.names).encode()).hexdigest()[:16],
               "key": np.asarray(jax.random.key_data(key)).ravel().tolist()}
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
-  values = _natural_values(model, layer, natural, workdir, progress)
+  values = _natural_values(model, layer, natural, workdir, settings, progress)
   mesh = mesh or parallel.data_mesh()
   params = parallel.replicate(model.params, mesh)
   embed = observer_lib.feature_fn(observer, observer_layer)
@@ -173,11 +171,9 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   windows: dict[int, np.ndarray] = {}  # natural index -> best sharp-patch position per unit (blurred)
   results, sweep_times = {}, []
   for u in units:
-    path = os.path.join(workdir, f"unit_{u}.json")
-    if os.path.exists(path):
-      saved = io.read_json(path)
-      if saved.get("settings") == _jsonish(settings):
-        results[u] = saved
+    saved = store.load_json(workdir, f"unit_{u}", settings)
+    if saved is not None:
+      results[u] = saved
   pending = [u for u in units if u not in results]
   groups = ([num_references] if "synthetic" in conditions else []) + ([mixed_synthetic] if mixed_synthetic else [])
   bar = tqdm(total=len(pending), desc=f"causal {model.name} {layer}", disable=not progress)
@@ -201,9 +197,9 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
                                      blur_grid, windows, sweep_options)
       _score(records, images, refs, embed)
       _write_images(workdir, f"{model.name} {layer}", u, images, records, refs)
-      results[u] = _jsonish({"unit": u, "settings": settings, "trials": records, "bins": bins,
+      results[u] = _jsonish({"unit": u, "settings": store.canonical(settings), "trials": records, "bins": bins,
                              "sweep_seconds": float(sum(times)), "occlusions": len(records) * g.count})
-      io.write_json(os.path.join(workdir, f"unit_{u}.json"), results[u])
+      store.save_json(workdir, f"unit_{u}", settings, results[u])
       bar.update(1)
   bar.close()
   per_mode = {m: _aggregate(units, results, conditions, temperature, m) for m in observer_lib.MODES}
@@ -239,6 +235,8 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
       "seconds": time.time() - start,
       "devices": f"{mesh.size} x {jax.devices()[0].device_kind}",
   }
+  for u in units:  # published: this run's per-unit results
+    io.write_json(os.path.join(workdir, f"unit_{u}.json"), results[u])
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
   plots.save_figure(figures.bar_plot(metrics), os.path.join(workdir, "accuracy.png"))
   return metrics
