@@ -25,3 +25,19 @@ def test_visualize_thresholds_beyond_steps_are_refused(tmp_path):
                         timeout=300)
   assert proc.returncode == 2 and "must not exceed --steps=4" in proc.stderr, proc.stderr[-2000:]
   assert not os.listdir(tmp_path)
+
+
+def test_nan_and_out_of_range_images_are_refused_at_every_entry_point():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from fvjax import classify, models  # pylint: disable=g-import-not-at-top
+  from fvjax.causal import trials  # pylint: disable=g-import-not-at-top
+  model = models.load("tiny_cnn")
+  nan = np.full((2, 64, 64, 3), np.nan, np.float32)
+  with pytest.raises(ValueError, match="must be finite floats"):
+    classify.top_k(model, nan)
+  as_255 = trials.NaturalSet(64, 2, lambda idx: np.full((len(idx), 64, 64, 3), 255.0, np.float32), np.arange(2),
+                             ("a", "b"))
+  with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+    trials.unit_values(model, "conv1", as_255)
+  with pytest.raises(ValueError, match="must be finite floats"):
+    trials.unit_values(model, "conv1", as_255._replace(load=lambda idx: nan[:len(idx)]))

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax.causal import occlusion
-from fvjax.models.record import ModelRecord
+from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import objectives
 
 
@@ -103,7 +103,7 @@ def unit_values(model: ModelRecord, layer: str, natural: NaturalSet, batch_size:
   out = []
   for start in tqdm(range(0, natural.count, batch_size), desc="natural images", disable=not progress, leave=False):
     idx = list(range(start, min(start + batch_size, natural.count)))
-    images = natural.load(idx)
+    images = check_images(model, natural.load(idx))
     padded = np.concatenate([images, np.repeat(images[-1:], batch_size - len(idx), axis=0)])
     out.append(np.asarray(fn(model.params, jnp.asarray(padded)))[:len(idx)])
   return np.concatenate(out)

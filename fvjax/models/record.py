@@ -106,7 +106,9 @@ class ModelRecord:
 def unknown_name_message(kind: str, name: str, known: Sequence[str], where: str = "") -> str:
   """One sentence: what is unknown, a close match, and what exists."""
   where = f" in {where}" if where else ""
-  close = difflib.get_close_matches(str(name), list(known), n=1)
+  # Compared in lower case: difflib rates "Tiny_CNN" too far from "tiny_cnn" to suggest it.
+  lowered = {str(k).lower(): k for k in reversed(list(known))}  # the first of names equal but for case wins
+  close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), list(lowered), n=1)]
   hint = f" Did you mean {close[0]!r}?" if close else ""
   return f"Unknown {kind} {name!r}{where}; known {kind}s are: {', '.join(known)}.{hint}"
 
@@ -131,6 +133,8 @@ def check_images(record: ModelRecord, images: Any) -> np.ndarray:
   if not np.issubdtype(arr.dtype, np.floating):
     raise ValueError(
         f"Images for {record.name} must be floats in [0, 1] (got dtype {arr.dtype}); divide uint8 images by 255.")
+  if not np.isfinite(arr).all():
+    raise ValueError(f"Images for {record.name} must be finite floats in [0, 1]; got NaN or infinite values.")
   lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
   if lo < -1e-3 or hi > 1 + 1e-3:
     raise ValueError(
