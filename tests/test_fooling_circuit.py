@@ -19,6 +19,7 @@ from fvjax.experiments import train_detector
 from fvjax.fooling import circuit
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
+from fvjax.optvis import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,13 +63,77 @@ def test_circuit_record_permutation_on_a_subset(says_visualization):
 def test_circuit_image_target_is_the_papers_linear_unit():
   model = models.load("tiny_cnn")
   target = data.sample_photos(32, ["astronaut"])[0][0]
-  fooled = circuit.circuit(model, constant_detector(True), circuit.image_target(target))
+  fooled = circuit.circuit(model, constant_detector(True), circuit.image_target(target, scale=circuit.PAPER_SCALE))
   x = jnp.asarray(data.sample_photos(64, ["coffee"])[0])
   a = np.asarray(fooled.apply(fooled.params, x)[0])
   big = np.asarray(jax.image.resize(jnp.asarray(target), (64, 64, 3), "linear"))
   # The paper's D: the target itself (in [0, 1]) as the weight on the preprocessed input.
   d = np.sum(np.asarray(model.preprocess(x))[0] * big) / (64 * 64)
   np.testing.assert_allclose(a[0], d + 100, rtol=1e-5)
+
+
+def test_auto_target_scale_is_the_largest_that_keeps_the_gate_closed_on_every_image():
+  model = models.load("tiny_cnn")
+  target = data.sample_photos(32, ["astronaut"])[0][0]
+  s = circuit.largest_safe_scale(model, target)
+  # The worst image puts each pixel at black or white, whichever pre() maps higher: there s*D + shift = k.
+  black, white = (np.asarray(model.preprocess(jnp.full((1, 1, 1, 3), v)))[0, 0, 0] for v in (0.0, 1.0))
+  worst = np.broadcast_to((white >= black).astype(np.float32), (1, 32, 32, 3))
+  rng = np.random.default_rng(0)
+  others = np.concatenate([worst, 1 - worst, rng.random((8, 32, 32, 3)).astype(np.float32)])
+  d = np.asarray(circuit.linear_unit(model, jnp.asarray(target), jnp.asarray(others), s))
+  np.testing.assert_allclose(d[0] + circuit.PAPER_SHIFT, circuit.PAPER_K, rtol=1e-4)
+  assert (d[1:] + circuit.PAPER_SHIFT < circuit.PAPER_K).all()
+  auto = circuit.image_target(target)
+  assert circuit.target_scale(model, auto) == pytest.approx(circuit.AUTO_SCALE_FRACTION * s)
+  assert circuit.margin(model, auto, others)["ok"]
+  with pytest.raises(ValueError, match="positive number or 'auto'"):
+    circuit.image_target(target, scale=0)
+
+
+def test_one_early_natural_verdict_does_not_ruin_the_run(monkeypatch):
+  """Issue 16: the detector calls the nearly grey first images natural; with the paper's D (s = 1) the
+  logit's gradient of those steps fills Adam's moments and the target hardly shows; the auto scale holds."""
+  tiny = models.load("tiny_cnn")
+
+  def strong(p, x):  # a trained network's logits have far larger gradients than tiny_cnn's random ones
+    f, acts = tiny.apply(p, x)
+    return 300 * f, dict(acts, logits=300 * f)
+
+  model = tiny.replace(apply=strong)
+  monkeypatch.setattr(det, "is_visualization", lambda config, variables, images: jax.lax.stop_gradient(
+      (images.std(axis=(1, 2, 3)) > 0.02).astype(jnp.float32)))  # "natural" while the image is nearly uniform
+  target = data.sample_photos(48, ["astronaut"])[0][0]
+  opts = dict(layer="logits", key=jax.random.PRNGKey(0), size=48, thresholds=(1, 32), progress=False)
+  ceiling = render.render(circuit.target_unit(model, circuit.image_target(target)), [0, 0, 0], **opts)
+  best = circuit.pearson(ceiling.images[-1], target)
+  sims = {}
+  for scale in (circuit.PAPER_SCALE, circuit.AUTO):
+    fooled = circuit.circuit(model, det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=16)),
+                             circuit.image_target(target, scale))
+    result = render.render(fooled, [1, 2, 3], **opts)
+    assert not det.is_visualization(None, None, jnp.asarray(result.images[0])).any()  # E = 0 after step 1
+    sims[scale] = circuit.pearson(result.images[-1], target)
+  assert (sims[circuit.AUTO] >= 0.9 * best).all(), (sims, best)
+  assert (sims[circuit.PAPER_SCALE] < 0.8 * best).any(), (sims, best)
+
+
+def test_top1_top5_accuracy_from_wordnet_id_folders():
+  model = models.load("tiny_cnn")
+  model = model.replace(wnids=tuple(f"n{i:08d}" if i else "" for i in range(model.num_classes)))
+  paths = ["/v/n00000003/a.jpeg", "/v/n00000001/b.jpeg", "/v/other/c.jpeg"]
+  labels = fooling_circuit.labels_of_files(model, paths)
+  np.testing.assert_array_equal(labels, [3, 1, -1])
+  assert fooling_circuit.labels_of_files(model, ["chelsea", "grass"]) is None  # shipped photos: unknown
+  logits = np.zeros((3, model.num_classes))
+  logits[0, 3] = 9  # top-1 right
+  logits[1, [0, 2, 4, 5, 6]] = 9  # label 1 outside the top 5
+  logits[1, 1] = 8
+  acc = fooling_circuit.topk_accuracy(logits, labels)
+  assert acc == {"top1": 0.5, "top5": 0.5, "num_images": 2}
+  logits[1, 1] = 8.5
+  logits[1, 6] = 0
+  assert fooling_circuit.topk_accuracy(logits, labels)["top5"] == 1.0
 
 
 def test_bad_targets_and_units_are_one_sentence():
