@@ -65,6 +65,12 @@ def test_same_key_same_images_and_errors():
   else:  # GPU reductions may use atomics: same key, same images up to float rounding.
     np.testing.assert_allclose(a.images, b.images, atol=1e-5)
   assert a.history.shape == (3, 2)
+  # Threshold 0: the parameterization's initial images (what a render starts from, and the detector must know).
+  c = render.render(model, [1, 2], layer="logits", key=jax.random.PRNGKey(1), thresholds=(0, 3), progress=False)
+  np.testing.assert_array_equal(c.images[1], a.images[0])
+  assert c.images[0].std() < c.images[1].std() and c.history.shape == (3, 2)
+  with pytest.raises(ValueError, match="step counts >= 0"):
+    render.render(model, [1], layer="logits", key=jax.random.PRNGKey(0), thresholds=(-1,), progress=False)
   with pytest.raises(ValueError, match=r"Unit 10 is out of range for layer 'logits' of tiny_cnn, which has units 0..9"):
     render.render(model, [10], layer="logits", key=jax.random.PRNGKey(0), progress=False)
   with pytest.raises(KeyError, match="Did you mean 'conv2'"):

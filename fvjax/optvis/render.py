@@ -145,7 +145,8 @@ def render(
       sigmoid (``param.image()``).
     transforms: ``(key, images) -> images``; default Lucid's standard set.
     optimizer: default ``optax.adam(0.05)``.
-    thresholds: step counts at which to keep the images.
+    thresholds: step counts at which to keep the images (0: the
+      parameterization's initial images).
     redirected_relu_steps: use Lucid's redirected ReLU gradient for the first
       this many steps (Lucid's ``render_vis`` default: 16); 0 disables it. A
       model with its own gradient rule (lucent's InceptionV1) keeps that rule.
@@ -157,8 +158,8 @@ def render(
     A :class:`RenderResult`.
   """
   thresholds = tuple(sorted(set(int(t) for t in thresholds)))
-  if not thresholds or thresholds[0] < 1:
-    raise ValueError(f"thresholds must be positive step counts; got {thresholds}.")
+  if not thresholds or thresholds[0] < 0:
+    raise ValueError(f"thresholds must be step counts >= 0 (0: the initial images); got {thresholds}.")
   mesh = mesh or parallel.data_mesh()
   obj, units_batch = make_objective(model, objective_or_units, layer, multiple=mesh.size)
   batch = units_batch or batch or 1
@@ -195,7 +196,8 @@ def render(
     shots.append(np.asarray(images)[:batch])
     vals.append(np.asarray(v)[:batch])
   bar.close()
-  return RenderResult(np.stack(shots), thresholds, np.stack(vals), np.concatenate(history))
+  history = np.concatenate(history) if history else np.zeros((0, batch), np.float32)
+  return RenderResult(np.stack(shots), thresholds, np.stack(vals), history)
 
 
 DEFAULT_PARAM = param_lib.image()
