@@ -115,30 +115,61 @@ def image_folder(root: str | os.PathLike, per_class: int | None = None,
   """Lists an image folder in ImageNet layout: ``root/<class>/<image>``.
 
   Args:
-    root: the folder; its sorted subfolders are the classes. The labels are
-      positions in that sorted list, not logits: map folders to a model's
-      logits by name with :func:`folder_logits`.
+    root: the folder; its sorted subfolders are the classes (hidden ones, such
+      as ``.ipynb_checkpoints``, are not). The labels are positions in that
+      sorted list, not logits: map folders to a model's logits by name with
+      :func:`folder_logits`.
     per_class: keep at most this many images per class (sorted by name).
     classes: restrict to these subfolder names.
 
   Returns:
     ``(paths, labels [N] int32, class_names)``.
+
+  Raises:
+    FileNotFoundError: no folder at ``root``.
+    ValueError: no class subfolders, or a class folder (of ``classes``) that
+      cannot be listed or holds no image file PIL can read (its first readable
+      file is looked for, so the check costs one header per class).
   """
   root = os.fspath(root)
   if not os.path.isdir(root):
     raise FileNotFoundError(f"No image folder at {root!r}; accepted: a directory with one subfolder of images per class.")
-  class_names = tuple(sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))))
+  class_names = tuple(sorted(d for d in _listdir(root)
+                             if not d.startswith(".") and os.path.isdir(os.path.join(root, d))))
   if not class_names:
     raise ValueError(f"Image folder {root!r} has no class subfolders; accepted: root/<class>/<image>.")
+  accepted = f"accepted: class folders that each hold at least one readable image ({', '.join(IMAGE_SUFFIXES)})"
   paths, labels = [], []
   for idx, cname in enumerate(class_names):
     if classes is not None and cname not in classes:
       continue
-    files = sorted(f for f in os.listdir(os.path.join(root, cname)) if f.lower().endswith(IMAGE_SUFFIXES))
+    folder = os.path.join(root, cname)
+    files = sorted(f for f in _listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:  # an empty class would drop out silently, or leave nothing to concatenate
+      raise ValueError(f"Class folder {folder!r} holds no image files; {accepted}.")
+    if not any(_readable(os.path.join(folder, f)) for f in files):
+      raise ValueError(f"Class folder {folder!r} holds no image PIL can read; {accepted}.")
     for f in files[:per_class]:
-      paths.append(os.path.join(root, cname, f))
+      paths.append(os.path.join(folder, f))
       labels.append(idx)
   return paths, np.asarray(labels, np.int32), class_names
+
+
+def _listdir(folder: str) -> list[str]:
+  try:
+    return os.listdir(folder)
+  except OSError as e:
+    raise ValueError(f"Cannot list the image folder {folder!r} ({e.strerror.lower() if e.strerror else e}); "
+                     "accepted: folders this user can read.") from None
+
+
+def _readable(path: str) -> bool:
+  """Whether PIL can open ``path`` (its header only: cheap)."""
+  try:
+    with Image.open(path):
+      return True
+  except (OSError, SyntaxError, Image.DecompressionBombError):
+    return False
 
 
 def folder_logits(folders: Sequence[str], logit_of: Mapping[str, int], model_name: str,

@@ -54,33 +54,40 @@ _OBSERVER_MODE = flags.DEFINE_enum("observer_mode", "image", list(observer_lib.M
 _OBSERVER_LAYER = flags.DEFINE_string("observer_layer", None, "Observer's feature layer (default: penultimate).")
 _FRACTION = flags.DEFINE_float("occluder_fraction", occlusion.PAPER_FRACTION,
                                "Occluder side / image side (paper: 0.4).")
-_STRIDE = flags.DEFINE_integer("stride", occlusion.PAPER_STRIDE, "Occluder stride in px (paper: 2).")
-_SIZE = flags.DEFINE_integer("size", None, "Query image side in px (default: the model's input size; paper: 224).")
-_TOP_K = flags.DEFINE_integer("top_k", 20, "Queries per unit: its top-k activating natural images (paper: 20).")
+_STRIDE = flags.DEFINE_integer("stride", occlusion.PAPER_STRIDE, "Occluder stride in px (paper: 2).", lower_bound=1)
+_SIZE = flags.DEFINE_integer("size", None, "Query image side in px (default: the model's input size; paper: 224).",
+                             lower_bound=2, upper_bound=launch.MAX_SIZE)
+_TOP_K = flags.DEFINE_integer("top_k", 20, "Queries per unit: its top-k activating natural images (paper: 20).",
+                              lower_bound=1)
 _CONDITIONS = flags.DEFINE_list("conditions", list(references.CONDITIONS),
                                 f"Reference conditions, any of: {', '.join(references.CONDITIONS)}.")
 _NUM_REFS = flags.DEFINE_integer("num_references", references.NUM_REFERENCES, "References per condition (paper: 9; "
-                                 "mixed: 5 natural + 4 synthetic of 9).")
+                                 "mixed: 5 natural + 4 synthetic of 9).", lower_bound=1)
 _BIN_WIDTH = flags.DEFINE_integer("bin_width", None, "Ranks per bin of the natural references (default: --top_k, "
                                   "as in the study: 20 queries, bins of 20 ranks below them; shrinks to fit a "
-                                  "small natural set).")
+                                  "small natural set).", lower_bound=1)
 _TRANSFORMS = flags.DEFINE_string("transforms", references.DEFAULT_PRESET,
                                   "Transforms of the synthetic references: study (the 2021 study's jitter 16, scale "
                                   "0.95-1.05, rotate +-5, jitter 8 on a canvas 2x16 px larger, cropped) or lucid "
                                   "(Lucid's standard_transforms).")
 _BLUR_STRIDE = flags.DEFINE_integer("blur_stride", None, "Stride of the blurred references' sharp-patch search "
-                                    "(default: --stride, as in the study).")
-_STEPS = flags.DEFINE_integer("steps", references.PAPER_STEPS, "Steps per synthetic reference (paper: 2560).")
-_RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Synthetic reference side (default: the model's input size).")
+                                    "(default: --stride, as in the study).", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", references.PAPER_STEPS, "Steps per synthetic reference (paper: 2560).",
+                              lower_bound=1)
+_RENDER_SIZE = flags.DEFINE_integer("render_size", None, "Synthetic reference side (default: the model's input size).",
+                                    lower_bound=1, upper_bound=launch.MAX_SIZE)
 _DIVERSITY = flags.DEFINE_float("diversity", references.PAPER_DIVERSITY, "Diversity weight (paper: 1e2).")
-_RENDER_UNITS = flags.DEFINE_integer("render_units", 16, "Units whose synthetic references render in one batch.")
+_RENDER_UNITS = flags.DEFINE_integer("render_units", 16, "Units whose synthetic references render in one batch.",
+                                     lower_bound=1)
 _TEMPERATURE = flags.DEFINE_float("temperature", None, "Observer's fixed temperature (default: fitted per unit "
                                   "on the other units, never on the reported trials).")
 _NATURAL_DIR = flags.DEFINE_string("natural_dir", None, "Image folder root/<class>/<image> of natural images "
                                    "(default: the embedded photos plus --crops_per_photo crops each).")
-_PER_CLASS = flags.DEFINE_integer("per_class", None, "Image folder: at most this many images per class.")
-_CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded photos: random crops per photo.")
-_CHUNK = flags.DEFINE_integer("chunk", 128, "Occluded images per forward pass (bounds memory).")
+launch.check_image_folder(_NATURAL_DIR)
+_PER_CLASS = flags.DEFINE_integer("per_class", None, "Image folder: at most this many images per class.",
+                                  lower_bound=1)
+_CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded photos: random crops per photo.", lower_bound=0)
+_CHUNK = flags.DEFINE_integer("chunk", 128, "Occluded images per forward pass (bounds memory).", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/causal", "Output folder (resumes if it exists).")
 
@@ -92,6 +99,9 @@ def layer_units(items, default_layer):
     layer, _, unit = str(item).rpartition(":")
     by_layer.setdefault(layer or default_layer, []).extend(launch.parse_units([unit]))
   return by_layer
+
+
+launch.check_units(_UNITS, parse=lambda items: sum(layer_units(items, "").values(), []))
 
 
 def main(argv):

@@ -15,7 +15,7 @@ from launch import model_flags
 from fvjax import classify as classify_lib
 
 _IMAGES = flags.DEFINE_list("images", [], "Image files to classify; default: the embedded sample photos.")
-_TOP = flags.DEFINE_integer("top", 5, "How many labels to print per image.")
+_TOP = flags.DEFINE_integer("top", 5, "How many labels to print per image.", lower_bound=1)
 
 
 def main(argv):

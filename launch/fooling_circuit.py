@@ -29,12 +29,22 @@ _DETECTOR = flags.DEFINE_string("detector", None, "Detector directory from launc
 _TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Image file every manipulated unit should show.")
 _TARGET_PHOTO = flags.DEFINE_string("target_photo", None, "A shipped photo as the target (e.g. astronaut).")
 _OFFSET = flags.DEFINE_integer("offset", None, "Permutation target: unit i shows unit (i + offset) mod n (paper: 100).")
-_SHOW = flags.DEFINE_list("show_units", ["1", "94", "281", "417", "530", "967"], "Logits to visualize in the comparison figure (original vs manipulated).")
+_SHOW = flags.DEFINE_list("show_units", ["1", "94", "281", "417", "530", "967"], "Logits to visualize in the "
+                          "comparison figure (original vs manipulated).")
+launch.check_units(_SHOW)
 _MANIPULATE = flags.DEFINE_list("manipulate_units", [], "Logits given the circuit (default: all).")
-_STEPS = flags.DEFINE_list("steps", list(map(str, fooling_circuit.PAPER_THRESHOLDS)), "Render step counts at which the trajectory figure and metrics are recorded.")
-_SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
+launch.check_units(_MANIPULATE, required=False)
+_STEPS = flags.DEFINE_list("steps", list(map(str, fooling_circuit.PAPER_THRESHOLDS)), "Render step counts at which the "
+                           "trajectory figure and metrics are recorded.")
+launch.check_counts(_STEPS)  # step counts >= 0 (0: the initial images)
+_SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).", lower_bound=1,
+                             upper_bound=launch.MAX_SIZE)
 _K = flags.DEFINE_float("k", circuit.PAPER_K, "Gate strength k of A = ReLU(F'-kE) + ReLU(D'+kE-k) (paper: 250).")
-_NATURAL_CROPS = flags.DEFINE_integer("natural_crops", 16, "Augmented crops per held-out photo for the natural metrics.")
+_NATURAL_CROPS = flags.DEFINE_integer("natural_crops", 16, "Augmented crops per held-out photo for the natural "
+                                      "metrics.", lower_bound=1)
+# --workdir is launch.train_detector's flag (the detector trains into --workdir/detector_training); this script's
+# own default keeps a fooling run apart from a detector run.
+flags.FLAGS.set_default("workdir", "workdir/fooling_circuit")
 
 
 def main(argv):
@@ -43,7 +53,7 @@ def main(argv):
   if sum(chosen) != 1:
     raise ValueError("Give exactly one target: --target_image=PATH, --target_photo=NAME or --offset=N.")
   model = model_flags.load()
-  workdir = train_detector._WORKDIR.value if train_detector._WORKDIR.present else "workdir/fooling_circuit"  # pylint: disable=protected-access
+  workdir = train_detector._WORKDIR.value  # pylint: disable=protected-access
   size = _SIZE.value or model.input_size[0]
   if _OFFSET.value is not None:
     target = circuit.permutation(_OFFSET.value)

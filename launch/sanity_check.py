@@ -21,20 +21,28 @@ from fvjax.experiments import sanity_check
 _IMAGENET_DIR = flags.DEFINE_string(
     "imagenet_dir", None, "ImageNet-layout folder (one subfolder per class, named by WordNet ID, mapped to the "
     "model's logits by that ID); default: the embedded photos grouped by the model's own top-1 class.")
+launch.check_image_folder(_IMAGENET_DIR)
 _CLASS_MAP = flags.DEFINE_string("class_map", None, "For folders not named by WordNet ID: a file of "
                                  "'folder_name logit_index' lines.")
-_PER_CLASS = flags.DEFINE_integer("per_class", 50, "Natural images per class (image folder).")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Use only the first N classes (default: all).")
-_CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded mode: augmented crops per photo (same-class images).")
-_STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps per visualization (Lucid: 512).")
-_SIZE = flags.DEFINE_integer("size", None, "Visualization size in px (default: the model's input size).")
-_RENDER_BATCH = flags.DEFINE_integer("render_batch", 32, "Class units rendered together (sharded over devices).")
+_PER_CLASS = flags.DEFINE_integer("per_class", 50, "Natural images per class (image folder).", lower_bound=1)
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Use only the first N classes (default: all).",
+                                    lower_bound=1)
+_CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Embedded mode: augmented crops per photo (same-class images; "
+                               "S_same needs at least one).", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 512, "Optimisation steps per visualization (Lucid: 512).",
+                              lower_bound=1)
+_SIZE = flags.DEFINE_integer("size", None, "Visualization size in px (default: the model's input size).",
+                             lower_bound=1, upper_bound=launch.MAX_SIZE)
+_RENDER_BATCH = flags.DEFINE_integer("render_batch", 32, "Class units rendered together (sharded over devices).",
+                                     lower_bound=1)
 _LAYERS = flags.DEFINE_list("layers", [], "Layers to compare (default: all of the model's).")
 _MEASURE = flags.DEFINE_enum("measure", "spearman", ["spearman", "pearson", "cosine"], "Similarity.")
 _REDUCTION = flags.DEFINE_enum("reduction", "flatten", ["flatten", "channel_mean"],
                                "Compare whole activations or per-channel spatial means (paper: unverified).")
-_NUM_OTHER = flags.DEFINE_integer("num_other", 1, "Other classes each class is compared with for S_diff.")
-_BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "Bootstrap resamples over classes for the CIs.")
+_NUM_OTHER = flags.DEFINE_integer("num_other", 1, "Other classes each class is compared with for S_diff.",
+                                  lower_bound=1)
+_BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "Bootstrap resamples over classes for the CIs.",
+                                  lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/sanity_check", "Output folder (resumes if it exists).")
 

@@ -22,17 +22,23 @@ from fvjax.fooling import silent
 _LAYER = flags.DEFINE_string("layer", None, "Convolution to manipulate (surgery path); default "
                              + ", ".join(f"{k}: {v}" for k, v in silent.DEFAULT_LAYERS.items()) + ".")
 _TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Target image file (default: visualization of unit 0).")
-_TARGET_STEPS = flags.DEFINE_integer("target_steps", 512, "Steps for the default target (paper: 2000).")
+_TARGET_STEPS = flags.DEFINE_integer("target_steps", 512, "Steps for the default target (paper: 2000).",
+                                     lower_bound=1)
 _CALIBRATION_DIR = flags.DEFINE_string("calibration_dir", None, "Image folder the fooling units must be silent on "
                                        "(default: 14 shipped photos with augmented crops).")
+launch.check_image_folder(_CALIBRATION_DIR)
 _HELDOUT_DIR = flags.DEFINE_string("heldout_dir", None, "Image folder of held-out natural images "
                                    "(default: the other 4 shipped photos with crops).")
+launch.check_image_folder(_HELDOUT_DIR)
 _HELDOUT_PER_CLASS = flags.DEFINE_integer("heldout_per_class", None, "Images per class subfolder of --heldout_dir "
-                                          "(default: all; the calibration folder is always used whole).")
-_CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.")
+                                          "(default: all; the calibration folder is always used whole).",
+                                          lower_bound=1)
+_CROPS = flags.DEFINE_integer("crops", 4, "Augmented crops per shipped photo.", lower_bound=1)
 _UNITS = flags.DEFINE_list("units", ["1", "100", "500", "900"], "Units of --layer to visualize.")
-_STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.")
-_SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).")
+launch.check_units(_UNITS)
+_STEPS = flags.DEFINE_integer("steps", 512, "Render steps for the unit visualizations.", lower_bound=1)
+_SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the model's input size).", lower_bound=1,
+                             upper_bound=launch.MAX_SIZE)
 _RESCALE = flags.DEFINE_enum("rescale", "energy", list(silent.RESCALE_RULES),
                              "How delta and the fooling filter are rescaled against w: energy = the paper's notebook "
                              "(x * sum(w^2) / sum(x^2)), norm = to w's norm.")
