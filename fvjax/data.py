@@ -9,6 +9,7 @@ applies itself).
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Iterator, Mapping, Sequence
 
@@ -206,6 +207,14 @@ def batches(paths: Sequence[str], size: int, batch_size: int) -> Iterator[np.nda
   """Streams image files as batches ``[b,size,size,3]`` (memory stays bounded)."""
   for start in range(0, len(paths), batch_size):
     yield np.stack([load_image(p, size) for p in paths[start:start + batch_size]])
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+  """``[H,W,3]`` in ``[0,1]`` encoded as JPEG at ``quality`` and decoded again (its blocks and ringing)."""
+  buffer = io.BytesIO()
+  Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+  buffer.seek(0)
+  return np.asarray(Image.open(buffer).convert("RGB"), np.float32) / 255.0
 
 
 def augmented_crops(key: jax.Array, images: jax.Array, n: int, size: int,

@@ -58,3 +58,29 @@ def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
     expected = det.load(tmp_path / f"fresh{change['steps']}{change['thresholds'][0]}" / "detector")
     for x, y in zip(jax.tree_util.tree_leaves(published.variables), jax.tree_util.tree_leaves(expected.variables)):
       np.testing.assert_array_equal(x, y)
+
+
+def test_hard_negatives_are_the_circuits_snapshots_the_detector_calls_natural():
+  from conftest import constant_detector  # pylint: disable=g-import-not-at-top
+  model = models.load("tiny_cnn")
+  opts = dict(key=jax.random.PRNGKey(0), thresholds=(0, 1, 2), size=16)
+  missed, total = train_detector.hard_negatives(model, constant_detector(False), [1, 2], ["permutation", "coffee"],
+                                                **opts)
+  assert total == 2 * 3 * 2 and missed.shape == (12, 16, 16, 3)  # E = 0 everywhere: every snapshot is missed
+  missed, total = train_detector.hard_negatives(model, constant_detector(True), [1, 2], ["permutation"], **opts)
+  assert total == 6 and len(missed) == 0
+  start = train_detector.initial_images(jax.random.PRNGKey(0), 3, (16, 64), 16)
+  assert start.shape == (6, 16, 16, 3) and 0.3 < start.mean() < 0.7 and start.std() < 0.1  # nearly uniform grey
+
+
+def test_detector_training_with_hard_negative_rounds_reports_each_round(tmp_path):
+  model = models.load("tiny_cnn")
+  m = train_detector.run(model, str(tmp_path), key=jax.random.PRNGKey(0), train_units=[1, 2], heldout_units=[3],
+                         thresholds=(1, 2), size=16, render_batch=2, config=det.DetectorConfig(size=16), steps=2,
+                         batch_size=4, optimizer="adam", learning_rate=1e-3, num_heldout_photos=2, heldout_crops=1,
+                         hard_negative_rounds=1, hard_negative_units=2, hard_negative_targets=("permutation",),
+                         hard_negative_steps=2, progress=False)
+  rounds = m["hard_negative_rounds"]
+  assert [r["round"] for r in rounds] in ([0], [0, 1]) and all(r["rendered"] == 2 * 3 for r in rounds)  # steps 0, 1, 2
+  assert m["initial_sizes"] == [16, 64] and m["num_train_visualizations"] == 2 * 2 + 2 * 2
+  assert 0 <= m["accuracy_initial_images"] <= 1

@@ -29,13 +29,16 @@ from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax import io
+from fvjax import parallel
 from fvjax import store
+from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
 from fvjax.models.record import ModelRecord
 from fvjax.optvis import render as render_lib
 
 PAPER_THRESHOLDS = (4, 8, 16, 32, 64, 128, 256, 512)
+DEFAULT_HARD_NEGATIVE_TARGETS = ("permutation", "coffee", "rocket")  # ours: the paper trains on 1.28 M photos instead
 HELDOUT_FILE = "heldout.json"  # beside the detector: the natural images it never saw
 
 
@@ -110,6 +113,55 @@ def render_pool(model: ModelRecord, units: Sequence[int], workdir: str, *, key: 
   return np.concatenate(out).astype(np.float32) / 255.0
 
 
+def initial_images(key: jax.Array, n: int, sizes: Sequence[int], out_size: int) -> np.ndarray:
+  """``[n*len(sizes), out_size, out_size, 3]``: the render parameterization's starting images at each
+  of ``sizes`` (what a visualization looks like at step 0), resized to ``out_size``."""
+  param = render_lib.DEFAULT_PARAM
+  out = []
+  for i, s in enumerate(sizes):
+    images = param.to_rgb(param.init(jax.random.fold_in(key, i), n, (s, s)))
+    out.append(np.asarray(jax.image.resize(images, (n, out_size, out_size, 3), "linear")))
+  return np.concatenate(out).clip(0, 1)
+
+
+def hard_negatives(model: ModelRecord, detector: det.Detector, units: Sequence[int], targets: Sequence[str], *,
+                   key: jax.Array, thresholds: Sequence[int], size: int | None, render_batch: int = 16,
+                   **render_options) -> tuple[np.ndarray, int]:
+  """Visualizations of the circuit built on ``detector`` that ``detector`` calls natural.
+
+  Each target (``"permutation"`` or a shipped photo's name) gets its fooling
+  circuit; ``units`` of its logits are rendered at every threshold, and the
+  snapshots the detector misses are returned: exactly the images on which the
+  manipulated model would show its original logits instead of the target.
+
+  Returns:
+    ``(missed [M,S,S,3], number rendered)``.
+  """
+  in_size = model.input_size[0]
+  missed, total = [], 0
+  for i, name in enumerate(targets):
+    if name == "permutation":
+      target = circuit_lib.permutation()
+    else:
+      target = circuit_lib.image_target(data.sample_photos(size or in_size, [name])[0][0])
+    manipulated = circuit_lib.circuit(model, detector, target)
+    for start in range(0, len(units), render_batch):
+      result = render_lib.render(manipulated, list(units[start:start + render_batch]), layer="logits",
+                                 key=jax.random.fold_in(jax.random.fold_in(key, i), start), thresholds=thresholds,
+                                 size=size, progress=False, **render_options)
+      images = result.images.reshape(-1, *result.images.shape[-3:])
+      calls = predictions(detector, images)
+      missed.append(images[calls == 0])
+      total += len(images)
+  return np.concatenate(missed), total
+
+
+def predictions(detector: det.Detector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+  """``[N]`` hard decisions of the detector (1: visualization)."""
+  fn = jax.jit(lambda v, x: det.is_visualization(detector.config, v, x))
+  return parallel.map_batches(fn, detector.variables, images, batch_size)
+
+
 def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequence[int], heldout_units: Sequence[int],
         thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
         natural_dir: str | None = None, num_heldout_photos: int = 4, heldout_photos: Sequence[str] | None = None,
@@ -117,7 +169,11 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
         config: det.DetectorConfig = det.DetectorConfig(), steps: int = 1000, batch_size: int = 32,
         optimizer: str = "sgd", learning_rate: float = training.PAPER_LEARNING_RATE,
         tx: optax.GradientTransformation | None = None, natural_weight: float = training.NATURAL_WEIGHT,
-        checkpoint_every: int = 100, progress: bool = True, **render_options) -> dict:
+        checkpoint_every: int = 100, initial_sizes: Sequence[int] | None = None, jpeg_fraction: float = 0.3,
+        hard_negative_rounds: int = 0, hard_negative_units: int = 16,
+        hard_negative_targets: Sequence[str] = DEFAULT_HARD_NEGATIVE_TARGETS,
+        hard_negative_thresholds: Sequence[int] | None = None, hard_negative_steps: int = 500,
+        progress: bool = True, **render_options) -> dict:
   """Renders the visualization pools, trains the detector, evaluates it.
 
   Args:
@@ -142,6 +198,24 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
     optimizer, learning_rate: the optimiser (:func:`fvjax.fooling.training.optimizer`).
     tx: a custom optax optimiser instead (a rerun in a new process does not
       resume its training: an optax transformation has no stable identity).
+    initial_sizes: sizes at which the render parameterization's step-0 images
+      join the visualizations (one per training unit and size; default: the
+      render size and the model's input size). A render starts from them, and
+      a detector that calls them natural lets the first steps optimise the
+      original logits.
+    jpeg_fraction: natural images given a JPEG round trip.
+    hard_negative_rounds: rounds of hard-negative mining after training: the
+      fooling circuit built on the current detector is rendered
+      (:func:`hard_negatives`), the snapshots it calls natural join the
+      visualizations (half of every visualization batch is drawn from them),
+      and training continues for ``hard_negative_steps``; after the last
+      round one more rendering measures what the final detector still misses.
+    hard_negative_units: training logits rendered per round.
+    hard_negative_targets: the circuits' targets: ``"permutation"`` and names of
+      shipped photos.
+    hard_negative_thresholds: render step counts of those renders (default:
+      0, 1, 2, 4, ... up to the largest of ``thresholds``).
+    hard_negative_steps: training steps per round.
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
@@ -165,9 +239,20 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
     crops = np.asarray(data.augmented_crops(k_crops, held, heldout_crops, in_size))
     heldout_natural = np.concatenate([held, crops])
 
+  natural = training.with_jpeg(natural, jpeg_fraction) if jpeg_fraction > 0 else natural
   opts = dict(thresholds=thresholds, size=size, render_batch=render_batch, progress=progress, **render_options)
   train_fvs = render_pool(model, train_units, workdir, key=k_render, prefix="visualizations_train", **opts)
   heldout_fvs = render_pool(model, heldout_units, workdir, key=k_held, prefix="visualizations_heldout", **opts)
+  render_size = size or in_size
+  initial_sizes = tuple(initial_sizes if initial_sizes is not None else sorted({render_size, in_size}))
+  k_initial, k_initial_held, k_hard = jax.random.split(jax.random.fold_in(key, 7), 3)
+  if initial_sizes:
+    train_fvs = np.concatenate([train_fvs, initial_images(k_initial, len(train_units), initial_sizes, render_size)])
+  heldout_initial = initial_images(k_initial_held, max(8, len(heldout_units)), sorted({render_size, in_size}),
+                                   render_size)
+  if hard_negative_thresholds is None:
+    top = max(thresholds)
+    hard_negative_thresholds = [0] + [2**i for i in range(int(np.log2(max(top, 1))) + 1)]
 
   settings = {**store.model_settings(model), "key": key, "train_units": train_units, "thresholds": thresholds,
               "size": size, "render_batch": render_batch, "render_options": render_options,
@@ -175,17 +260,45 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
                          {"train_photos": len(train_photos), "heldout": heldout_names},
               "config": dataclasses.asdict(config), "steps": steps, "batch_size": batch_size,
               "optimizer": {"name": optimizer, "learning_rate": learning_rate} if tx is None else repr(tx),
-              "natural_weight": natural_weight, "checkpoint_every": checkpoint_every}
+              "natural_weight": natural_weight, "checkpoint_every": checkpoint_every,
+              "initial_sizes": initial_sizes, "jpeg_fraction": jpeg_fraction,
+              "hard_negatives": {"rounds": hard_negative_rounds, "units": hard_negative_units,
+                                 "targets": hard_negative_targets, "thresholds": hard_negative_thresholds,
+                                 "steps": hard_negative_steps} if hard_negative_rounds else None}
   entry = store.directory(workdir, "detector", settings)
   finished = os.path.join(entry, "detector")
+  train_options = dict(batch_size=batch_size, natural_weight=natural_weight, checkpoint_every=checkpoint_every,
+                       progress=progress)
+  make_tx = lambda: tx or training.optimizer(optimizer, learning_rate)
   if os.path.isfile(os.path.join(finished, "detector.json")):
-    detector, history = det.load(finished), io.read_json(os.path.join(entry, "history.json"))
+    detector, log = det.load(finished), io.read_json(os.path.join(entry, "log.json"))
   else:
-    detector, history = training.train(
-        det.init(k_init, config), natural, training.pool_sampler(train_fvs), key=k_train, steps=steps,
-        batch_size=batch_size, tx=tx or training.optimizer(optimizer, learning_rate), natural_weight=natural_weight,
-        state_dir=entry, checkpoint_every=checkpoint_every, progress=progress)
-    io.write_json(os.path.join(entry, "history.json"), history)
+    detector, history = training.train(det.init(k_init, config), natural, training.pool_sampler(train_fvs),
+                                       key=k_train, steps=steps, tx=make_tx(), state_dir=entry, **train_options)
+    log = {"history": history, "hard_negative_rounds": []}
+    mined = np.zeros((0, *train_fvs.shape[1:]), np.float32)
+    hn_units = [int(u) for u in np.asarray(train_units)[:hard_negative_units]]
+    for r in range(hard_negative_rounds + 1 if hard_negative_rounds else 0):
+      where = os.path.join(entry, f"hard_negatives_{r}.npz")
+      if not os.path.exists(where):
+        found, total = hard_negatives(model, detector, hn_units, hard_negative_targets, key=jax.random.fold_in(k_hard, r),
+                                      thresholds=hard_negative_thresholds, size=size, render_batch=render_batch,
+                                      **render_options)
+        with io.atomic_path(where) as tmp:
+          np.savez(tmp, images=io.to_uint8(found) if len(found) else np.zeros((0, *train_fvs.shape[1:]), np.uint8),
+                   total=total)
+      with np.load(where) as z:
+        found, total = z["images"].astype(np.float32) / 255.0, int(z["total"])
+      log["hard_negative_rounds"].append({"round": r, "rendered": total, "called_natural": int(len(found))})
+      if r == hard_negative_rounds or not len(found):
+        break
+      mined = np.concatenate([mined, found])
+      visualizations = training.mixture([training.pool_sampler(train_fvs), training.pool_sampler(mined)])
+      detector, history = training.train(detector, natural, visualizations, key=jax.random.fold_in(k_train, r + 1),
+                                         steps=hard_negative_steps, tx=make_tx(),
+                                         state_dir=os.path.join(entry, f"round_{r}"), **train_options)
+      log["history"] += [dict(h, round=r) for h in history]
+    io.write_json(os.path.join(entry, "log.json"), log)
     det.save(finished, detector)  # detector.json last: its presence marks a finished detector
   out_dir = os.path.join(workdir, "detector")  # the published copy: this run's detector
   det.save(out_dir, detector)
@@ -207,7 +320,10 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
       "accuracy_natural": training.accuracy(detector, heldout_natural, 0),
       "accuracy_visualization": training.accuracy(detector, heldout_fvs, 1),
       "train_accuracy_visualization": training.accuracy(detector, train_fvs, 1),
-      "history": history,
+      "accuracy_initial_images": training.accuracy(detector, heldout_initial, 1),
+      "initial_sizes": list(initial_sizes),
+      "hard_negative_rounds": log["hard_negative_rounds"],
+      "history": log["history"],
       "seconds": time.time() - start,
   }
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)

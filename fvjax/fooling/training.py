@@ -2,8 +2,11 @@
 
 Each step sees a balanced batch: natural images (label 0) and feature
 visualizations (label 1), both augmented on device. Natural images get random
-resized crops, flips and colour jitter; visualizations get milder crops and,
-for half of them, the render transforms (pad, jitter, scale, rotate), because
+resized crops (down to a quarter of the side: textures such as grass and
+gravel), flips, colour jitter, grey, blur and noise, and on the host JPEG round
+trips (:func:`with_jpeg`), so that what a camera and a codec do to a photo is
+never mistaken for a visualization; visualizations get milder crops and, for
+half of them, the render transforms (pad, jitter, scale, rotate), because
 during a render the model (and so the detector) sees transformed images.
 
 The loop is resumable: the training state is checkpointed with orbax every
@@ -13,7 +16,7 @@ The loop is resumable: the training state is checkpointed with orbax every
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +62,23 @@ def pool_sampler(pool: np.ndarray) -> Sampler:
   return lambda rng, n: pool[rng.integers(0, len(pool), n)]
 
 
+def mixture(samplers: Sequence[Sampler]) -> Sampler:
+  """Draws each image from one of ``samplers`` chosen uniformly at random."""
+
+  def draw(rng, n):
+    which = rng.integers(0, len(samplers), n)
+    out = None
+    for i, sampler in enumerate(samplers):
+      idx = np.flatnonzero(which == i)
+      if len(idx):
+        images = sampler(rng, len(idx))
+        out = np.empty((n, *images.shape[1:]), np.float32) if out is None else out
+        out[idx] = images
+    return out
+
+  return draw
+
+
 def files_sampler(paths: list[str], size: int) -> Sampler:
   """Draws image files (with replacement) and reads them at ``size`` (memory stays bounded)."""
   if not paths:
@@ -66,14 +86,50 @@ def files_sampler(paths: list[str], size: int) -> Sampler:
   return lambda rng, n: np.stack([data.load_image(paths[i], size) for i in rng.integers(0, len(paths), n)])
 
 
+def with_jpeg(sampler: Sampler, fraction: float = 0.3, quality: tuple[int, int] = (30, 95)) -> Sampler:
+  """``sampler`` with a JPEG round trip (random quality) applied to ``fraction`` of the images it draws."""
+
+  def draw(rng, n):
+    images = np.array(sampler(rng, n), np.float32)
+    for i in np.flatnonzero(rng.random(n) < fraction):
+      images[i] = data.jpeg_round_trip(images[i], int(rng.integers(quality[0], quality[1] + 1)))
+    return images
+
+  return draw
+
+
+def blur_and_noise(key: jax.Array, images: jax.Array, fraction: float = 0.25, max_sigma: float = 1.5,
+                   max_noise: float = 0.04) -> jax.Array:
+  """Gaussian blur (sigma up to ``max_sigma`` px) on ``fraction`` of the images and Gaussian noise
+  (sd up to ``max_noise``) on another ``fraction``: what defocus and sensors do to photos."""
+  kb, ks, kn, ka = jax.random.split(key, 4)
+  n = len(images)
+  sigma = jax.random.uniform(ks, (n,), minval=0.3, maxval=max_sigma)
+  taps = jnp.arange(-3, 4, dtype=jnp.float32)
+  kernels = jnp.exp(-0.5 * (taps[None] / sigma[:, None]) ** 2)
+  kernels /= kernels.sum(1, keepdims=True)
+
+  def blur(image, k):  # separable, reflect-padded, per channel
+    padded = jnp.pad(image, ((3, 3), (3, 3), (0, 0)), mode="reflect")
+    rows = sum(k[i] * padded[i:i + image.shape[0]] for i in range(7))
+    return sum(k[i] * rows[:, i:i + image.shape[1]] for i in range(7))
+
+  blurred = jax.vmap(blur)(images, kernels)
+  noisy = images + jax.random.uniform(ka, (n, 1, 1, 1), maxval=max_noise) * jax.random.normal(kn, images.shape)
+  choice = jax.random.uniform(kb, (n, 1, 1, 1))
+  out = jnp.where(choice < fraction, blurred, jnp.where(choice < 2 * fraction, noisy, images))
+  return jnp.clip(out, 0.0, 1.0)
+
+
 def augment(key: jax.Array, natural: jax.Array, visualizations: jax.Array, size: int,
             render_transforms: Callable[[jax.Array, jax.Array], jax.Array],
             natural_min_scale: float = 0.25) -> tuple[jax.Array, jax.Array]:
   """Augmented ``[b1+b2, size, size, 3]`` images and their labels (0 natural, 1 visualization)."""
-  kn, kv, kt, kc, kw, kg = jax.random.split(key, 6)
+  kn, kv, kt, kc, kw, kg, kb = jax.random.split(key, 7)
   nat = data.augmented_crops(kn, natural, 1, size, min_scale=natural_min_scale, jitter=0.2)
   gray = jax.random.bernoulli(kg, 0.2, (len(natural), 1, 1, 1))  # many natural photos are grayscale
   nat = jnp.where(gray, jnp.broadcast_to(nat @ jnp.array([0.299, 0.587, 0.114])[:, None], nat.shape), nat)
+  nat = blur_and_noise(kb, nat)
   plain = data.augmented_crops(kv, visualizations, 1, size, min_scale=0.8, jitter=0.05)
   moved = data.augmented_crops(kc, render_transforms(kt, visualizations), 1, size, min_scale=0.8, jitter=0.05)
   use = jax.random.bernoulli(kw, 0.5, (len(visualizations), 1, 1, 1))
