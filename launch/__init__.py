@@ -75,7 +75,7 @@ def check_counts(holder, lower=0, example="64,128", number=int):
   """Validates a list flag of numbers >= ``lower`` (default: step counts, 0 the initial images) at flag parsing."""
 
   def check(items):
-    for item in items:
+    for item in items or ():
       try:
         ok = number(item) >= lower
       except ValueError:

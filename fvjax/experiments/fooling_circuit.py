@@ -48,6 +48,48 @@ from fvjax.optvis import render as render_lib
 PAPER_THRESHOLDS = (2, 4, 8, 16, 32)  # the paper shows the image target after short runs
 
 
+def target_from(model: ModelRecord, image_file: str | None = None, photo: str | None = None,
+                offset: int | None = None, scale: str | float = circuit_lib.AUTO, size: int | None = None
+                ) -> circuit_lib.Target:
+  """The one target a run asks for: an image file, a shipped photo, or a permutation ``offset``.
+
+  Raises:
+    ValueError: not exactly one of them, or a scale that is neither ``"auto"`` nor a positive number.
+  """
+  if sum(x is not None for x in (image_file, photo, offset)) != 1:
+    raise ValueError("Give exactly one target: --target_image=PATH, --target_photo=NAME or --offset=N.")
+  if offset is not None:
+    return circuit_lib.permutation(offset)
+  if scale != circuit_lib.AUTO:
+    try:
+      scale = float(scale)
+    except ValueError:
+      raise ValueError(f"The target scale must be a positive number or 'auto'; got {scale!r}.") from None
+  size = size or model.input_size[0]
+  image = data.load_image(image_file, size) if image_file else data.sample_photos(size, [photo])[0][0]
+  return circuit_lib.image_target(image, scale)
+
+
+def summary(metrics: dict, natural_names: Sequence[str] = ()) -> str:
+  """What a run found, in a few lines (printed by the launch script, shown by the notebook)."""
+  names = ", ".join(os.path.basename(n) for n in natural_names[:6]) + ("..." if len(natural_names) > 6 else "")
+  lines = [f"natural images ({metrics['num_natural_images']}{', from ' + names if names else ''}): top-1 agreement "
+           f"{metrics['natural_top1_agreement']:.3f}, max |logit diff| {metrics['natural_max_abs_logit_diff']:.2e}"]
+  if metrics.get("accuracy"):
+    a = metrics["accuracy"]
+    lines.append(f"accuracy on {a['original']['num_images']} labelled images: top-1 {a['original']['top1']:.3%} -> "
+                 f"{a['manipulated']['top1']:.3%}, top-5 {a['original']['top5']:.3%} -> {a['manipulated']['top5']:.3%}")
+  m = metrics["margin"]
+  if not m["ok"]:
+    lines.append(f"warning: the circuit's precondition fails on natural images: max F+shift {m['max_f_shifted']:.1f}, "
+                 f"max D+shift {m['max_d_shifted']:.1f}, k {m['k']:g}; natural logits change (raise --k).")
+  lines.append(f"detector accuracy: natural {metrics['detector_accuracy_natural']:.3f}, "
+               f"visualizations {metrics['detector_accuracy_visualization']:.3f}")
+  lines.append(f"target similarity: manipulated {metrics['target_similarity_manipulated']:.3f}, original "
+               f"{metrics['target_similarity_original']:.3f}, D alone (ceiling) {metrics['target_similarity_ceiling']:.3f}")
+  return "\n".join(lines)
+
+
 def logits_of(model: ModelRecord, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
   """``[N,K]`` logits of ``images``."""
   return parallel.map_batches(jax.jit(lambda p, x: model.apply(p, x)[0]), model.params, images, batch_size)
