@@ -193,3 +193,21 @@ def test_batch_weighting_and_gradients_match_lucid():
   # The ratio the old per-image sum got wrong: channel vs diversity gradient weights differ by B.
   g_channel = jax.grad(lambda t: obj.channel("conv", 2)({"conv": t}, x).sum())(a["conv"])
   np.testing.assert_allclose(np.asarray(g_channel)[..., 2], 1 / (9 * 20), rtol=1e-6)
+
+
+def test_a_second_unit_of_the_same_layer_does_not_compile_again():
+  """Unit indices are data, not closures: rendering "conv2:3" after "conv2:2" reuses the compiled step."""
+  from fvjax import models  # pylint: disable=g-import-not-at-top
+  from fvjax.optvis import render  # pylint: disable=g-import-not-at-top
+  model = models.load("tiny_cnn")
+  opts = dict(key=jax.random.PRNGKey(0), thresholds=(2,), size=32, progress=False)
+  first = render.render(model, "conv2:2", **opts)
+  misses = render._compiled.cache_info().misses  # pylint: disable=protected-access
+  for spec in ("conv2:3", obj.channel("conv2", 4)):
+    again = render.render(model, spec, **opts)
+    assert render._compiled.cache_info().misses == misses, spec  # pylint: disable=protected-access
+  assert not np.allclose(first.images, again.images)  # another unit, another image
+  assert obj.channel("conv2", 3).fn is obj.channel("conv2", 5).fn
+  assert obj.class_logit(1).fn is obj.class_logit(7).fn
+  with pytest.raises(ValueError, match="Unit 99 is out of range for layer 'conv2'"):
+    render.render(model, "conv2:99", **opts)

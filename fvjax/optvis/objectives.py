@@ -63,6 +63,7 @@ class Objective:
   data: Any = ()
   layers: frozenset = frozenset()
   name: str = "objective"
+  units: tuple = ()  # (layer, index) of every single unit it reads, checked against the model by render
 
   def __call__(self, acts: Acts, images: jax.Array) -> jax.Array:
     """Returns the ``[B]`` values of the objective (with its own ``data``)."""
@@ -75,13 +76,13 @@ class Objective:
     other = _lift(other)
     f, g = self.fn, other.fn
     return Objective(lambda a, x, d: f(a, x, d[0]) + g(a, x, d[1]), (self.data, other.data),
-                     self.layers | other.layers, f"({self.name} + {other.name})")
+                     self.layers | other.layers, f"({self.name} + {other.name})", self.units + other.units)
 
   __radd__ = __add__  # also makes sum([...]) work
 
   def __neg__(self) -> "Objective":
     f = self.fn
-    return Objective(lambda a, x, d: -f(a, x, d), self.data, self.layers, f"-{self.name}")
+    return Objective(lambda a, x, d: -f(a, x, d), self.data, self.layers, f"-{self.name}", self.units)
 
   def __sub__(self, other: Any) -> "Objective":
     return self + (-_lift(other))
@@ -94,9 +95,9 @@ class Objective:
     if isinstance(other, Objective):
       g = other.fn
       return Objective(lambda a, x, d: f(a, x, d[0]) * g(a, x, d[1]), (self.data, other.data),
-                       self.layers | other.layers, f"{self.name} * {other.name}")
+                       self.layers | other.layers, f"{self.name} * {other.name}", self.units + other.units)
     s = _scalar(other, "multiply")
-    return Objective(lambda a, x, d: s * f(a, x, d), self.data, self.layers, f"{s:g} * {self.name}")
+    return Objective(lambda a, x, d: s * f(a, x, d), self.data, self.layers, f"{s:g} * {self.name}", self.units)
 
   __rmul__ = __mul__
 
@@ -163,10 +164,32 @@ def unit_values(acts: Acts | tuple[jax.Array, Acts], layer: str) -> jax.Array:
   return _spatial_mean(_layer(acts, None, layer))
 
 
-def _check_unit(t: jax.Array, layer: str, n: int) -> None:
-  """A clear error (at trace time) for a unit outside the layer's channels."""
+def _check_unit(t: jax.Array, layer: str, n: Any) -> None:
+  """A clear error for a unit outside the layer's channels, where the index is known (render checks
+  its objective's ``units`` against the model before tracing, where it is not)."""
+  if isinstance(n, jax.core.Tracer):
+    return
+  n = int(n)
   if not 0 <= n < t.shape[-1]:
     raise ValueError(f"Unit {n} is out of range for layer {layer!r}, which has units 0..{t.shape[-1] - 1}.")
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_fn(layer: str, batch: int | None, kind: str, x: int | None = None, y: int | None = None) -> ObjectiveFn:
+  """``fn(acts, images, n)`` of one unit: the index ``n`` is data, so every unit of a layer shares one ``fn``
+  (and one compiled render step)."""
+
+  def fn(a, images, n):
+    t = _layer(a, images, layer)
+    _check_unit(t, layer, n)
+    if kind == "channel" or t.ndim == 2:
+      v = jnp.take(t, n, axis=-1)  # [B] or [B, h, w]: pick first, then average
+      return _batch_mean(v.reshape(v.shape[0], -1).mean(-1), batch)
+    xx = t.shape[1] // 2 if x is None else x
+    yy = t.shape[2] // 2 if y is None else y
+    return _batch_mean(jnp.take(t[:, xx, yy], n, axis=-1), batch)
+
+  return fn
 
 
 def channel(layer: str, n: int, batch: int | None = None) -> Objective:
@@ -175,14 +198,8 @@ def channel(layer: str, n: int, batch: int | None = None) -> Objective:
   Without ``batch``, Lucid's mean over the batch too: image i's value is its
   own mean divided by ``B`` (at batch 1, the unit's value itself).
   """
-
-  def fn(a, x, d):
-    t = _layer(a, x, layer)
-    _check_unit(t, layer, n)
-    v = t[..., n]  # [B] or [B, h, w]: pick first, then average
-    return _batch_mean(v.reshape(v.shape[0], -1).mean(-1), batch)
-
-  return Objective(fn, (), frozenset({layer}), f"channel({layer}:{n})")
+  return Objective(_unit_fn(layer, batch, "channel"), np.int32(n), frozenset({layer}), f"channel({layer}:{n})",
+                   ((layer, int(n)),))
 
 
 def neuron(layer: str, n: int, x: int | None = None, y: int | None = None, batch: int | None = None) -> Objective:
@@ -192,28 +209,14 @@ def neuron(layer: str, n: int, x: int | None = None, y: int | None = None, batch
   ``y`` the second (columns): the value is ``acts[layer][:, x, y, n]``, with
   ``x = h // 2`` and ``y = w // 2`` by default. Dense layers ignore ``x, y``.
   """
-
-  def fn(a, images, d):
-    t = _layer(a, images, layer)
-    _check_unit(t, layer, n)
-    if t.ndim == 2:
-      return _batch_mean(t[:, n], batch)
-    xx = t.shape[1] // 2 if x is None else x
-    yy = t.shape[2] // 2 if y is None else y
-    return _batch_mean(t[:, xx, yy, n], batch)
-
-  return Objective(fn, (), frozenset({layer}), f"neuron({layer}:{n})")
+  return Objective(_unit_fn(layer, batch, "neuron", x, y), np.int32(n), frozenset({layer}), f"neuron({layer}:{n})",
+                   ((layer, int(n)),))
 
 
 def class_logit(n: int, batch: int | None = None) -> Objective:
   """The pre-softmax logit of class ``n`` (the ``"logits"`` entry)."""
-
-  def fn(a, x, d):
-    t = _layer(a, x, "logits")
-    _check_unit(t, "logits", n)
-    return _batch_mean(t[:, n], batch)
-
-  return Objective(fn, (), frozenset({"logits"}), f"logit({n})")
+  return Objective(_unit_fn("logits", batch, "channel"), np.int32(n), frozenset({"logits"}), f"logit({n})",
+                   (("logits", int(n)),))
 
 
 @functools.lru_cache(maxsize=256)

@@ -88,6 +88,8 @@ def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | Non
   for name in obj.layers:
     if name != "input":
       model.check_layer(name)
+  for name, unit in obj.units:  # unit indices are traced data: check them here, where they are known
+    check_units(model, name, np.asarray([unit]))
   return obj, batch
 
 
