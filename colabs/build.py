@@ -168,7 +168,7 @@ SANITY_CHECK = notebook(common(
     as natural images of that class. For every class unit this notebook renders its visualization and, at
     every layer, measures the Spearman similarity of activations between the visualization and natural
     images of the class (S_fv), natural images of the class among themselves (S_same), and natural images
-    of the class against those of other classes (S_diff). The normalised path similarity
+    of the class against those of other classes (S_diff). The normalized path similarity
     (S_fv - S_diff) / (S_same - S_diff) is 1 for "like a natural image of the class" and 0 for "like an image
     of another class", with 95% bootstrap intervals over classes. The paper finds it near 0 over the first
     two thirds of InceptionV1.
@@ -217,7 +217,7 @@ SANITY_CHECK = notebook(common(
     metrics = sanity_check.run(model, classes, WORKDIR, key=key, layers=LAYERS, steps=STEPS, size=SIZE,
                                render_batch=RENDER_BATCH, measure=MEASURE, reduction=REDUCTION, num_other=NUM_OTHER,
                                num_bootstrap=NUM_BOOTSTRAP)
-    print(f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalised':>10}  95% CI")
+    print(f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalized':>10}  95% CI")
     for layer in metrics["layers"]:
       m = metrics["per_layer"][layer]
       lo, hi = m["normalized_ci"]

@@ -3,7 +3,7 @@ image folder in ImageNet layout (``root/<class>/<image>``), and augmented crops.
 
 All images come out as float32 ``[N, size, size, 3]`` in ``[0, 1]``: centre
 crop to a square, then bilinear resize (PIL), the usual ImageNet evaluation
-preprocessing minus the model-specific normalisation (which each model record
+preprocessing minus the model-specific normalization (which each model record
 applies itself).
 """
 

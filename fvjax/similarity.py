@@ -9,7 +9,7 @@ layer and class:
   S_fv   = mean over x in N_c            of s(a(FV_c), a(x))
   S_same = mean over x != y both in N_c  of s(a(x), a(y))
   S_diff = mean over x in N_c, y in N_c' of s(a(x), a(y)),  c' != c
-  normalised = (S_fv - S_diff) / (S_same - S_diff)
+  normalized = (S_fv - S_diff) / (S_same - S_diff)
 
 so 0 reads "like an image of another class" and 1 "like a natural image of
 the same class". ``s`` is Spearman's rank correlation by default (Pearson and
@@ -137,16 +137,19 @@ def class_scores(own: np.ndarray, fv: np.ndarray, other: np.ndarray) -> tuple[fl
   return float((own @ fv).mean()), s_same, float((own @ other.T).mean())
 
 
-def normalised(s_fv, s_same, s_diff):
+def normalized(s_fv, s_same, s_diff):
   """(S_fv - S_diff) / (S_same - S_diff): 0 = other class, 1 = same class."""
   return (s_fv - s_diff) / (s_same - s_diff)
+
+
+normalised = normalized  # the old spelling, kept for one release
 
 
 def summarise(per_class: ClassSimilarity, num_bootstrap: int = 1000, seed: int = 0,
               level: float = 0.95) -> dict[str, float]:
   """Means over classes and bootstrap confidence intervals (resampling classes).
 
-  The normalised similarity is the ratio of the class means (stabler than the
+  The normalized similarity is the ratio of the class means (stabler than the
   mean of per-class ratios when S_same - S_diff is small for some class).
 
   Returns:
@@ -158,7 +161,7 @@ def summarise(per_class: ClassSimilarity, num_bootstrap: int = 1000, seed: int =
     raise ValueError("No class has both two natural images and an image of another class; "
                      "accepted: at least two images per class and two classes.")
   stats = lambda f, s, d: np.stack([f.mean(-1), s.mean(-1), d.mean(-1),
-                                    normalised(f.mean(-1), s.mean(-1), d.mean(-1))])
+                                    normalized(f.mean(-1), s.mean(-1), d.mean(-1))])
   point = stats(fv, same, diff)
   idx = np.random.default_rng(seed).integers(0, len(fv), size=(num_bootstrap, len(fv)))
   boot = stats(fv[idx], same[idx], diff[idx])  # [4, num_bootstrap]

@@ -6,7 +6,7 @@ visualizations and natural images. The main job of fvjax.
       --imagenet_dir=/data/imagenet/val --weights=/ckpt/inception5h.pth
 
 Writes path_similarity.png, metrics.json (per layer: S_fv, S_same, S_diff,
-normalised, 95% CIs), visualizations.png and the rendered visualizations into
+normalized, 95% CIs), visualizations.png and the rendered visualizations into
 --workdir. Rerun the same command to resume a killed run.
 """
 
@@ -60,7 +60,7 @@ def main(argv):
                              steps=_STEPS.value, size=_SIZE.value, render_batch=_RENDER_BATCH.value,
                              measure=_MEASURE.value, reduction=_REDUCTION.value, num_other=_NUM_OTHER.value,
                              num_bootstrap=_BOOTSTRAP.value)
-  print(f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalised':>10}")
+  print(f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalized':>10}")
   for layer in metrics["layers"]:
     m = metrics["per_layer"][layer]
     print(f"{layer:>10} {m['s_fv']:7.3f} {m['s_same']:7.3f} {m['s_diff']:7.3f} {m['normalized']:10.2f}")

@@ -49,7 +49,7 @@ EXPECTED = {
     "silent_units.ipynb": ("workdir/silent_units_reduced", ("comparison.png", "metrics.json"),
                            "calibration_logits_bit_identical"),
     "sanity_check.ipynb": ("workdir/sanity_check_reduced",
-                           ("path_similarity.png", "visualizations.png", "metrics.json"), "normalised"),
+                           ("path_similarity.png", "visualizations.png", "metrics.json"), "normalized"),
     "causal_benchmark.ipynb": ("workdir/causal_benchmark_reduced", ("accuracy.png", "metrics.json", "unit_0.json"),
                                "occlusions per query"),
     "theory.ipynb": ("workdir/theory_reduced", ("table.md", "witnesses.png", "constant.png", "metrics.json"),

@@ -133,7 +133,7 @@ def test_unknown_layer_or_unit_is_a_clear_error():
 def test_diversity_matches_lucid():
   a, x = _acts(), _images()
   d = np.asarray(obj.diversity("conv")(a, x))
-  # Lucid: grams of the flattened [positions, c] activations, l2-normalised,
+  # Lucid: grams of the flattened [positions, c] activations, l2-normalized,
   # sum over i != j of <G_i, G_j>, divided by the batch size.
   conv = np.asarray(a["conv"], np.float64).reshape(3, -1, 6)
   grams = [f.T @ f / np.linalg.norm(f.T @ f) for f in conv]
@@ -166,7 +166,7 @@ def test_gradient_of_channel_under_jit():
 def _lucid_scalar(acts, images, unit):
   """Lucid's scalar objective, written from its definitions:
   channel = reduce_mean(T[..., n]) (batch and positions), diversity = sum_{i!=j} <G_i, G_j> / B
-  (l2-normalised grams), L1 = reduce_sum(|x|), L2 = sqrt(1e-6 + reduce_sum(x^2)), TV summed over images."""
+  (l2-normalized grams), L1 = reduce_sum(|x|), L2 = sqrt(1e-6 + reduce_sum(x^2)), TV summed over images."""
   t = acts["conv"]
   b = t.shape[0]
   flat = t.reshape(b, -1, t.shape[-1])

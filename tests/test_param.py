@@ -59,7 +59,7 @@ def test_lucid_colour_constants():
   assert param.MAX_NORM_SVD_SQRT == pytest.approx(0.4619524, abs=1e-6)
   np.testing.assert_allclose(param.COLOR_CORRELATION_SVD_SQRT, LUCID_M, atol=1e-7)
   np.testing.assert_allclose(np.linalg.norm(param.COLOR_CORRELATION_NORMALIZED, axis=0).max(), 1.0, rtol=1e-6)
-  # Colour j of the decorrelated space maps to column j of the normalised matrix.
+  # Colour j of the decorrelated space maps to column j of the normalized matrix.
   np.testing.assert_allclose(param.decorrelate_color(jnp.eye(3)).T, LUCID_M / 0.4619524, rtol=1e-5)
 
 

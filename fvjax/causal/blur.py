@@ -51,7 +51,7 @@ def opencv_sigma(ksize: int) -> float:
 
 
 def gaussian_kernel(ksize: int, sigma: float | None = None) -> np.ndarray:
-  """``[ksize]`` normalised 1-D Gaussian taps (``sigma=None``: :func:`opencv_sigma`)."""
+  """``[ksize]`` normalized 1-D Gaussian taps (``sigma=None``: :func:`opencv_sigma`)."""
   sigma = opencv_sigma(ksize) if sigma is None else float(sigma)
   x = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
   taps = np.exp(-x * x / (2 * sigma * sigma))

@@ -101,7 +101,7 @@ def feature_fn(observer: ModelRecord, layer: str | None = None,
   return features
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+def _normalize(x: np.ndarray) -> np.ndarray:
   x = np.asarray(x, np.float64)
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -119,7 +119,7 @@ def similarity_gaps(choices: np.ndarray, references: np.ndarray) -> np.ndarray:
   choices = np.asarray(choices)
   if references is None or len(references) == 0:
     return np.zeros(len(choices))
-  sims = _normalise(choices) @ _normalise(references).T  # [T, 2, R]
+  sims = _normalize(choices) @ _normalize(references).T  # [T, 2, R]
   scores = sims.mean(-1)
   return scores[:, 0] - scores[:, 1]
 

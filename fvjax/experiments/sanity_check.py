@@ -8,7 +8,7 @@ N_c with images of other classes (S_diff).
 Memory stays bounded: classes are visited in a fixed random order; for class c
 only its own images and those of the ``num_other`` classes before it (the
 "other class" images of S_diff) are held, as per-layer feature rows already
-rank-transformed and normalised on device, so one matrix product gives every
+rank-transformed and normalized on device, so one matrix product gives every
 similarity. Work is resumable: visualizations are saved chunk by chunk and
 per-class similarities after every class into the workdir's store
 (:mod:`fvjax.store`), keyed by the settings that produced them, so a rerun
@@ -118,7 +118,7 @@ def folder_classes(root: str, model: ModelRecord, per_class: int = 50, num_class
 
 
 def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reduction: str):
-  """A jitted ``images -> {layer: prepared rows [B, D]}`` (rank/centre/normalise on device)."""
+  """A jitted ``images -> {layer: prepared rows [B, D]}`` (rank/centre/normalize on device)."""
 
   @jax.jit
   def fn(params, images):
@@ -241,7 +241,7 @@ def _render_all(model, classes, workdir, key, settings, progress):
 
 
 def plot_path_similarity(metrics: dict):
-  """Layer depth vs S_fv, S_same, S_diff (with 95% bands) and the normalised similarity."""
+  """Layer depth vs S_fv, S_same, S_diff (with 95% bands) and the normalized similarity."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   layers = metrics["layers"]
   x = np.arange(len(layers))
@@ -261,7 +261,7 @@ def plot_path_similarity(metrics: dict):
   ax2.fill_between(x, ci[:, 0], ci[:, 1], color="gray", alpha=0.3)
   ax2.axhline(1.0, color="tab:green", ls="--", lw=1, label="like same-class natural images")
   ax2.axhline(0.0, color="tab:blue", ls="--", lw=1, label="like other-class natural images")
-  ax2.set_ylabel("normalised path similarity")
+  ax2.set_ylabel("normalized path similarity")
   ax2.legend(fontsize=8)
   for ax in (ax1, ax2):
     ax.set_xticks(x)

@@ -9,7 +9,7 @@ layer to one logit.
 Flattening fixes the input size, so the detector resizes every image to its
 own ``size`` first (default 224, the paper's; any model input size then
 works). Images arrive in ``[0, 1]`` (the same images the model under study
-sees) and are mapped to ``[-1, 1]``: a fixed normalisation that does not
+sees) and are mapped to ``[-1, 1]``: a fixed normalization that does not
 depend on the model (our choice; the paper feeds the network's input).
 
 A detector is a plain pair: its Flax variables (a nested dict) and its

@@ -2,13 +2,13 @@
 
 Mirrors lucent's ``InceptionV1`` (weights file ``inception5h.pth``, converted
 from Lucid's TensorFlow graph by ProGamerGov): convolutions with bias and
-ReLU, explicit TF-style paddings, local response normalisation (size 9,
+ReLU, explicit TF-style paddings, local response normalization (size 9,
 alpha 1e-4, beta 0.5, k 1), max pools padded with -inf, nine mixed blocks
 and ``softmax2_pre_activation_matmul`` (1024 -> 1008 classes; Lucid's label
 list starts with a dummy class). Input: ``x*255 - 117``.
 
 Layers: conv2d0, conv2d1, conv2d2, mixed3a, mixed3b, mixed4a..mixed4e, mixed5a,
-mixed5b, logits. The pooling and normalisation between two named layers run at
+mixed5b, logits. The pooling and normalization between two named layers run at
 the start of the later one, so each named output is exactly lucent's hooked
 activation (the ReLU output, or the concatenation for mixed layers). Global
 average pooling replaces lucent's 7x7 average pool (identical at 224 px, and

@@ -1,7 +1,7 @@
 """torchvision's ResNet-50 (v1.5: stride in the 3x3 conv) in Flax Linen.
 
 Weights: torchvision's ``resnet50-*.pth`` or timm's ``model.safetensors`` (timm
-uses the same key names). Input: ImageNet mean/std normalisation. Batch norm
+uses the same key names). Input: ImageNet mean/std normalization. Batch norm
 eps 1e-5; explicit symmetric paddings as in PyTorch (not TF "SAME").
 
 Layers: conv1 (after batch norm and ReLU), layer1_0 ... layer4_2 (the output
@@ -74,7 +74,7 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-  """``__call__(x) -> (logits [B,1000], acts)``; x is mean/std-normalised."""
+  """``__call__(x) -> (logits [B,1000], acts)``; x is mean/std-normalized."""
 
   num_classes: int = 1000
 

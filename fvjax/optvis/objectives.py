@@ -256,7 +256,7 @@ def diversity(layer: str) -> Objective:
   """Lucid's diversity penalty (subtract it to make a batch diverse).
 
   Lucid flattens each image's activations to ``[positions, c]``, takes the
-  Gram matrix ``[c, c]``, l2-normalises it, and returns
+  Gram matrix ``[c, c]``, l2-normalizes it, and returns
   ``sum_{i != j} <G_i, G_j> / B``. Here image i's value is
   ``sum_{j != i} <G_i, G_j> / B``, so the values sum to Lucid's. Identical
   images give ``(B - 1) / B`` each.

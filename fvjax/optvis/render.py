@@ -12,7 +12,7 @@ model's params are replicated).
 Randomness: the step key is ``fold_in(key, step)`` and the transforms split it
 into one key per image, so the same key gives the same images on any number of
 devices. (Up to float summation order, which differs between shardings;
-Adam's per-coefficient normalisation can amplify such rounding differences in
+Adam's per-coefficient normalization can amplify such rounding differences in
 coefficients whose gradient is near zero, so long runs on different device
 counts agree closely but not bit for bit.)
 """
@@ -65,7 +65,7 @@ class _State(NamedTuple):
 
 def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | None = None,
                    multiple: int = 1) -> tuple[objectives_lib.Objective, int | None]:
-  """Normalises what a user passes into ``(Objective, batch size or None)``.
+  """Normalizes what a user passes into ``(Objective, batch size or None)``.
 
   Accepted: an :class:`~fvjax.optvis.objectives.Objective`; a string
   ``"layer:unit"``; or a sequence of unit indices together with ``layer``
