@@ -56,6 +56,9 @@ HARD_UNITS = flags.DEFINE_integer("hard_negative_units", 16, "Training logits re
                                   lower_bound=1)
 HARD_TARGETS = flags.DEFINE_list("hard_negative_targets", list(train_detector.DEFAULT_HARD_NEGATIVE_TARGETS),
                                  "Targets of the hard-negative circuits: 'permutation' and shipped photo names.")
+HARD_THRESHOLDS = flags.DEFINE_list("hard_negative_thresholds", None, "Render step counts of the hard-negative "
+                                     "renders (default: 0, 1, 2, 4, ... up to the largest --thresholds).")
+launch.check_counts(HARD_THRESHOLDS)
 HARD_STEPS = flags.DEFINE_integer("hard_negative_steps", 500, "Detector training steps per hard-negative round.",
                                   lower_bound=1)
 SEED = flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same images and results.")
@@ -75,7 +78,8 @@ def train(model, workdir):
       natural_weight=NATURAL_WEIGHT.value,
       initial_sizes=None if INITIAL_SIZES.value is None else [int(s) for s in INITIAL_SIZES.value],
       jpeg_fraction=JPEG_FRACTION.value, hard_negative_rounds=HARD_ROUNDS.value, hard_negative_units=HARD_UNITS.value,
-      hard_negative_targets=HARD_TARGETS.value, hard_negative_steps=HARD_STEPS.value)
+      hard_negative_targets=HARD_TARGETS.value, hard_negative_steps=HARD_STEPS.value,
+      hard_negative_thresholds=None if HARD_THRESHOLDS.value is None else [int(t) for t in HARD_THRESHOLDS.value])
 
 
 def summary(metrics: dict) -> str:
