@@ -39,3 +39,12 @@ def test_bad_images_are_refused_in_one_sentence(lite0, bad, match):
 def test_missing_weight_file_says_where_it_comes_from():
   with pytest.raises(FileNotFoundError):
     models.load("efficientnet_lite0", weights="/nonexistent/lite0.pth")
+
+
+def test_public_surface_of_the_package():
+  import fvjax  # pylint: disable=g-import-not-at-top
+  from fvjax.optvis import render  # pylint: disable=g-import-not-at-top
+  assert fvjax.render is render.render and fvjax.load is models.load
+  assert fvjax.experiments.sanity_check.run and fvjax.objectives.channel and fvjax.store.fingerprint
+  with pytest.raises(AttributeError, match="public names: ModelRecord"):
+    fvjax.nothing  # pylint: disable=pointless-statement
