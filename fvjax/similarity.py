@@ -21,7 +21,7 @@ one matrix product for all pairs.
 from __future__ import annotations
 
 import functools
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,57 +74,18 @@ def features(act: jax.Array, reduction: str = "flatten") -> jax.Array:
 
 
 class ClassSimilarity(NamedTuple):
-  """Per-class ``[C]`` similarity sums and counts for one layer (additive, so
-  classes can be streamed and merged)."""
+  """Per-class ``[C]`` mean similarities S_fv, S_same and S_diff at one layer (NaN for a class with
+  too few images)."""
 
   fv: np.ndarray
   same: np.ndarray
   diff: np.ndarray
 
 
-def class_similarities(fv: jax.Array, natural: jax.Array, labels: np.ndarray, other: jax.Array | None = None,
-                       other_labels: np.ndarray | None = None, measure: str = "spearman") -> ClassSimilarity:
-  """S_fv, S_same and S_diff of each class at one layer.
-
-  Args:
-    fv: ``[C,D]`` features of each class's visualization.
-    natural: ``[N,D]`` features of natural images.
-    labels: ``[N]`` class index (0..C-1) of each natural image.
-    other: ``[M,D]`` features of the images that S_diff compares against
-      (default: ``natural`` itself).
-    other_labels: ``[M]`` their classes (default ``labels``); pairs of the
-      same class are excluded from S_diff.
-    measure: ``"spearman"``, ``"pearson"`` or ``"cosine"``.
-
-  Returns:
-    Per-class means ``[C]``; a class with too few images gets NaN.
-  """
-  labels = np.asarray(labels)
-  other, other_labels = (natural, labels) if other is None else (other, np.asarray(other_labels))
-  num_classes = fv.shape[0]
-  sim_fv = np.asarray(similarity_matrix(natural, fv, measure))  # [N,C]
-  sim_nat = np.asarray(similarity_matrix(natural, other, measure))  # [N,M]
-  onehot = labels[:, None] == np.arange(num_classes)[None]  # [N,C]
-  count = onehot.sum(0)
-  s_fv = np.where(count > 0, (sim_fv * onehot).sum(0) / np.maximum(count, 1), np.nan)
-  same_pair = labels[:, None] == other_labels[None, :]
-  if other is natural:
-    same_pair &= ~np.eye(len(labels), dtype=bool)  # x != y
-  diff_pair = labels[:, None] != other_labels[None, :]
-  row_same = np.where(same_pair, sim_nat, 0).sum(1)
-  row_diff = np.where(diff_pair, sim_nat, 0).sum(1)
-  n_same = onehot.T.astype(np.float64) @ same_pair.sum(1)
-  n_diff = onehot.T.astype(np.float64) @ diff_pair.sum(1)
-  s_same = np.where(n_same > 0, onehot.T @ row_same / np.maximum(n_same, 1), np.nan)
-  s_diff = np.where(n_diff > 0, onehot.T @ row_diff / np.maximum(n_diff, 1), np.nan)
-  return ClassSimilarity(s_fv, s_same, s_diff)
-
-
 def class_scores(own: np.ndarray, fv: np.ndarray, other: np.ndarray) -> tuple[float, float, float]:
   """S_fv, S_same, S_diff of one class from rows already through :func:`prepare`.
 
-  The streamed form of :func:`class_similarities` (one class and its
-  comparison images in memory at a time).
+  Streamed: one class and its comparison images in memory at a time.
 
   Args:
     own: ``[n,D]`` the class's natural images.
@@ -174,27 +135,15 @@ def summarise(per_class: ClassSimilarity, num_bootstrap: int = 1000, seed: int =
   return out
 
 
-def layerwise(fv_acts: Mapping[str, jax.Array], natural_acts: Mapping[str, jax.Array], labels: np.ndarray,
-              layers: Sequence[str], measure: str = "spearman", reduction: str = "flatten",
-              num_bootstrap: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
-  """The path similarity at every layer (all activations in memory).
-
-  Args:
-    fv_acts: layer -> ``[C,...]`` activations of the class visualizations.
-    natural_acts: layer -> ``[N,...]`` activations of natural images.
-    labels: ``[N]`` class of each natural image.
-    layers: which layers, in depth order.
-    measure: similarity measure.
-    reduction: ``"flatten"`` or ``"channel_mean"``.
-    num_bootstrap: bootstrap resamples for the confidence intervals.
-    seed: bootstrap seed.
-
-  Returns:
-    layer -> :func:`summarise` output.
-  """
-  out = {}
-  for layer in layers:
-    per_class = class_similarities(features(jnp.asarray(fv_acts[layer]), reduction),
-                                   features(jnp.asarray(natural_acts[layer]), reduction), labels, measure=measure)
-    out[layer] = summarise(per_class, num_bootstrap=num_bootstrap, seed=seed)
-  return out
+def image_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Pearson correlation of each image in ``a [B,H,W,3]`` with ``b`` (``[B,h,w,3]`` or one ``[h,w,3]``),
+  after resizing ``b`` to ``a``'s size; ``[B]``."""
+  a = np.asarray(a, np.float32)
+  b = np.asarray(b, np.float32)
+  b = np.broadcast_to(b, (len(a), *b.shape[-3:])) if b.ndim == 3 else b
+  if b.shape[1:3] != a.shape[1:3]:
+    b = np.asarray(jax.image.resize(b, (len(b), *a.shape[1:3], 3), "linear"))
+  x = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+  y = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+  denom = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+  return np.sum(x * y, axis=1) / np.where(denom > 0, denom, 1.0)

@@ -14,6 +14,7 @@ import pytest
 from conftest import constant_detector, fast_compile_env
 from fvjax import data
 from fvjax import models
+from fvjax import similarity
 from fvjax.experiments import fooling_circuit
 from fvjax.experiments import train_detector
 from fvjax.fooling import circuit
@@ -106,14 +107,14 @@ def test_one_early_natural_verdict_does_not_ruin_the_run(monkeypatch):
   target = data.sample_photos(48, ["astronaut"])[0][0]
   opts = dict(layer="logits", key=jax.random.PRNGKey(0), size=48, thresholds=(1, 32), progress=False)
   ceiling = render.render(circuit.target_unit(model, circuit.image_target(target)), [0, 0, 0], **opts)
-  best = circuit.pearson(ceiling.images[-1], target)
+  best = similarity.image_pearson(ceiling.images[-1], target)
   sims = {}
   for scale in (circuit.PAPER_SCALE, circuit.AUTO):
     fooled = circuit.circuit(model, det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=16)),
                              circuit.image_target(target, scale))
     result = render.render(fooled, [1, 2, 3], **opts)
     assert not det.is_visualization(None, None, jnp.asarray(result.images[0])).any()  # E = 0 after step 1
-    sims[scale] = circuit.pearson(result.images[-1], target)
+    sims[scale] = similarity.image_pearson(result.images[-1], target)
   assert (sims[circuit.AUTO] >= 0.9 * best).all(), (sims, best)
   assert (sims[circuit.PAPER_SCALE] < 0.8 * best).any(), (sims, best)
 
@@ -150,8 +151,8 @@ def test_pearson_matches_numpy():
   rng = np.random.default_rng(0)
   a, b = rng.random((3, 8, 8, 3)), rng.random((3, 8, 8, 3))
   want = [np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(3)]
-  np.testing.assert_allclose(circuit.pearson(a, b), want, rtol=1e-5)
-  np.testing.assert_allclose(circuit.pearson(a[:1], a[0]), [1.0], rtol=1e-6)
+  np.testing.assert_allclose(similarity.image_pearson(a, b), want, rtol=1e-5)
+  np.testing.assert_allclose(similarity.image_pearson(a[:1], a[0]), [1.0], rtol=1e-6)
 
 
 def test_detector_save_load_and_training_resumes(tmp_path):

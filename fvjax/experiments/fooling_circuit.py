@@ -38,6 +38,7 @@ from fvjax import data
 from fvjax import io
 from fvjax import parallel
 from fvjax import plots
+from fvjax import similarity
 from fvjax.experiments import train_detector
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
@@ -189,9 +190,9 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
     shown = None
     targets = np.broadcast_to(target.image, (len(thresholds), len(units), *target.image.shape))
     ceiling = render_lib.render(circuit_lib.target_unit(model, target, k), [0] * len(units), **opts).images
-  sim_after = [circuit_lib.pearson(after.images[t], targets[t]) for t in range(len(thresholds))]
-  sim_before = [circuit_lib.pearson(before.images[t], targets[t]) for t in range(len(thresholds))]
-  sim_ceiling = [circuit_lib.pearson(ceiling[t], targets[t]) for t in range(len(thresholds))]
+  sim_after = [similarity.image_pearson(after.images[t], targets[t]) for t in range(len(thresholds))]
+  sim_before = [similarity.image_pearson(before.images[t], targets[t]) for t in range(len(thresholds))]
+  sim_ceiling = [similarity.image_pearson(ceiling[t], targets[t]) for t in range(len(thresholds))]
   fvs = before.images.reshape(-1, *before.images.shape[-3:])
 
   metrics = {

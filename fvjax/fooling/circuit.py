@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fvjax import parallel
+from fvjax import similarity
 from fvjax.fooling import detector as det
 from fvjax.models.record import ModelRecord
 
@@ -263,15 +264,4 @@ def _f_and_d(model: ModelRecord, kind: str, scale: float):
   return fn
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Pearson correlation of each image in ``a [B,H,W,3]`` with ``b`` (``[B,h,w,3]`` or one ``[h,w,3]``),
-  after resizing ``b`` to ``a``'s size; ``[B]``."""
-  a = np.asarray(a, np.float32)
-  b = np.asarray(b, np.float32)
-  b = np.broadcast_to(b, (len(a), *b.shape[-3:])) if b.ndim == 3 else b
-  if b.shape[1:3] != a.shape[1:3]:
-    b = np.asarray(jax.image.resize(b, (len(b), *a.shape[1:3], 3), "linear"))
-  x = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-  y = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-  denom = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-  return np.sum(x * y, axis=1) / np.where(denom > 0, denom, 1.0)
+pearson = similarity.image_pearson  # moved to fvjax.similarity; alias until every caller uses it

@@ -41,8 +41,9 @@ class ModelRecord:
       ``"(x*255-127)/128"``.
     num_classes: number of logits.
     labels: class names indexed by logit, or ``None``.
-    module: the Flax Linen module behind ``apply`` when there is one (used by
-      the surgery hook); ``None`` for wrapped or non-Linen models.
+    module: the Flax module (Linen or NNX) behind ``apply`` when there is one
+      (used by the surgery hook); ``None`` for wrapped records (e.g. the
+      fooling circuit's).
     wnids: the WordNet ID of every logit (``""`` where a logit is not an
       ImageNet class, e.g. InceptionV1's dummy 0 and its 7 extra outputs), or
       ``None`` when the classes are not ImageNet's. Image folders are mapped
