@@ -62,7 +62,7 @@ def _natural_values(model: ModelRecord, layer: str, natural: trials_lib.NaturalS
   settings = {k: settings[k] for k in keys}
   saved = store.load_arrays(workdir, "natural_values", settings)
   if saved is None:
-    saved = {"values": trials_lib.unit_values(model, layer, natural, progress=progress)}
+    saved = {"values": trials_lib.unit_values(model, layer, natural)}
     store.save_arrays(workdir, "natural_values", settings, saved)
   return saved["values"]
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fvjax.models.record import ModelRecord
+from fvjax import parallel
 from fvjax.optvis import objectives
 
 DEFAULT_OBSERVER = "efficientnet_lite0"
@@ -91,12 +92,9 @@ def feature_fn(observer: ModelRecord, layer: str | None = None,
 
   def features(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images, np.float32)
-    out = []
-    for start in range(0, len(images), batch_size):
-      chunk = images[start:start + batch_size]
-      padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), axis=0)])
-      out.append(np.asarray(fn(observer.params, jnp.asarray(padded)))[:len(chunk)])
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    if not len(images):
+      return np.zeros((0, 0), np.float32)
+    return parallel.map_batches(fn, observer.params, images, batch_size)
 
   return features
 

@@ -22,14 +22,12 @@ import time
 from typing import Callable, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax.causal import occlusion
 from fvjax.models.record import ModelRecord, check_images
-from fvjax.optvis import objectives
+from fvjax.optvis import render as render_lib
 
 
 class NaturalSet(NamedTuple):
@@ -92,21 +90,22 @@ def folder_set(root: str, size: int = 224, per_class: int | None = None) -> Natu
                     np.arange(len(paths), dtype=np.int32), tuple(paths))
 
 
-def unit_values(model: ModelRecord, layer: str, natural: NaturalSet, batch_size: int = 32,
-                progress: bool = False) -> np.ndarray:
-  """``[count, C]``: every unit's activation (spatial mean) on every natural image.
+def unit_values(model: ModelRecord, layer: str, natural: NaturalSet, batch_size: int = 32) -> np.ndarray:
+  """``[count, C]``: every unit's activation (spatial mean) on every natural image, loaded batch by batch."""
+  return render_lib.unit_values(model, layer, _Loaded(model, natural), batch_size)
 
-  Batches are padded to ``batch_size`` so that one compilation serves all.
-  """
-  model.check_layer(layer)
-  fn = jax.jit(lambda p, x: objectives.unit_values(model.apply(p, x), layer))
-  out = []
-  for start in tqdm(range(0, natural.count, batch_size), desc="natural images", disable=not progress, leave=False):
-    idx = list(range(start, min(start + batch_size, natural.count)))
-    images = check_images(model, natural.load(idx))
-    padded = np.concatenate([images, np.repeat(images[-1:], batch_size - len(idx), axis=0)])
-    out.append(np.asarray(fn(model.params, jnp.asarray(padded)))[:len(idx)])
-  return np.concatenate(out)
+
+class _Loaded:
+  """A natural set as a sequence that loads (and checks) only the slice asked for."""
+
+  def __init__(self, model: ModelRecord, natural: NaturalSet):
+    self._model, self._natural = model, natural
+
+  def __len__(self) -> int:
+    return self._natural.count
+
+  def __getitem__(self, items: slice) -> np.ndarray:
+    return check_images(self._model, self._natural.load(list(range(*items.indices(self._natural.count)))))
 
 
 def top_queries(values: np.ndarray, top_k: int) -> np.ndarray:

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from fvjax import data
 from fvjax import io
-from fvjax import parallel
 from fvjax import store
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
@@ -150,16 +149,10 @@ def hard_negatives(model: ModelRecord, detector: det.Detector, units: Sequence[i
                                  key=jax.random.fold_in(jax.random.fold_in(key, i), start), thresholds=thresholds,
                                  size=size, progress=False, **render_options)
       images = result.images.reshape(-1, *result.images.shape[-3:])
-      calls = predictions(detector, images)
+      calls = training.predictions(detector, images)
       missed.append(images[calls == 0])
       total += len(images)
   return np.concatenate(missed), total
-
-
-def predictions(detector: det.Detector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-  """``[N]`` hard decisions of the detector (1: visualization)."""
-  fn = jax.jit(lambda v, x: det.is_visualization(detector.config, v, x))
-  return parallel.map_batches(fn, detector.variables, images, batch_size)
 
 
 def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequence[int], heldout_units: Sequence[int],

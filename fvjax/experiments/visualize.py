@@ -17,16 +17,8 @@ import numpy as np
 from fvjax import data
 from fvjax import io
 from fvjax import plots
-from fvjax.models.record import ModelRecord
-from fvjax.optvis import objectives
+from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
-
-
-def natural_unit_values(model: ModelRecord, layer: str, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-  """``[N, C]``: every unit's value (spatial mean of its channel) on each image."""
-  fn = jax.jit(lambda p, x: objectives.unit_values(model.apply(p, x), layer))
-  return np.concatenate([np.asarray(fn(model.params, images[i:i + batch_size]))
-                         for i in range(0, len(images), batch_size)])
 
 
 def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, key: jax.Array,
@@ -58,7 +50,7 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   seconds = time.time() - start
   if natural_images is None:
     natural_images, _ = data.sample_photos(model.input_size[0])
-  natural = natural_unit_values(model, layer, natural_images)[:, units]
+  natural = render_lib.unit_values(model, layer, check_images(model, natural_images))[:, units]
   final = result.images[-1]
   for u, image in zip(units, final):
     io.write_png(os.path.join(workdir, f"unit_{u}.png"), image)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from fvjax import checkpoint
 from fvjax import data
+from fvjax import parallel
 from fvjax.fooling import detector as det
 from fvjax.optvis import transforms as transforms_lib
 
@@ -226,9 +227,12 @@ def _key_ints(key: jax.Array) -> list[int]:
   return np.asarray(raw).ravel().tolist()
 
 
+def predictions(detector: det.Detector, images: Any, batch_size: int = 32) -> np.ndarray:
+  """``[N]`` hard decisions of the detector (1: visualization), batched over the devices."""
+  fn = jax.jit(lambda v, x: det.is_visualization(detector.config, v, x))
+  return parallel.map_batches(fn, detector.variables, images, batch_size)
+
+
 def accuracy(detector: det.Detector, images: np.ndarray, label: int, batch_size: int = 32) -> float:
   """Fraction of ``images`` the hard-thresholded detector gives ``label`` (0 natural, 1 visualization)."""
-  fn = jax.jit(lambda v, x: det.is_visualization(detector.config, v, x))
-  preds = np.concatenate([np.asarray(fn(detector.variables, images[i:i + batch_size]))
-                          for i in range(0, len(images), batch_size)])
-  return float(np.mean(preds == label))
+  return float(np.mean(predictions(detector, images, batch_size) == label))

@@ -93,6 +93,23 @@ def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | Non
   return obj, batch
 
 
+def unit_values(model: ModelRecord, layer: str, images: Any, batch_size: int = 32) -> np.ndarray:
+  """``[N, C]``: every unit's value (spatial mean of its channel) at ``layer`` on natural images.
+
+  ``images`` is an ``[N,H,W,3]`` array or any sequence with ``len`` and slicing
+  (e.g. a loader reading files batch by batch); batches are padded and
+  sharded over the devices (:func:`fvjax.parallel.map_batches`).
+  """
+  model.check_layer(layer)
+  fn = _unit_values_fn(model.apply, layer)
+  return parallel.map_batches(fn, model.params, images, batch_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _unit_values_fn(apply, layer):
+  return jax.jit(lambda p, x: objectives_lib.unit_values(apply(p, x), layer))
+
+
 def check_units(model: ModelRecord, layer: str, units: np.ndarray) -> None:
   """Raises a one-sentence error for units outside the layer's channels."""
   n = layer_width(model, layer)
