@@ -42,7 +42,7 @@ import numpy as np
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
 from fvjax.models import weights as weights_lib
-from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
+from fvjax.models.linen import load_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (224, 224)
@@ -199,16 +199,12 @@ def build(weights: str | None = None, *, key: jax.Array | None = None,
     ValueError: no ``weights`` given (says where the file comes from).
     FileNotFoundError: ``weights`` does not exist.
   """
-  path = weights_lib.weight_source(weights, "InceptionV1", WEIGHTS_HINT)
   module = InceptionV1()
-  if path is None:
-    variables = random_variables(module, INPUT_SIZE, key)
-  else:
-    variables = convert_state_dict(weights_lib.read_weights(path), variable_shapes(module, INPUT_SIZE))
+  variables, source = load_variables(module, INPUT_SIZE, weights, "InceptionV1", WEIGHTS_HINT, convert_state_dict, key)
   record = record_from_linen("inception_v1", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                              preprocess=preprocess, input_range=INPUT_RANGE, num_classes=NUM_CLASSES,
                              labels=labels_lib.inception_v1(), wnids=labels_lib.inception_v1_wnids(),
-                             weights=path or weights_lib.RANDOM)
+                             weights=source)
   return record.replace(apply=_with_pre_relu(record.apply, lucent_relu_gradient))
 
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax.models import weights as weights_lib
 from fvjax.models.record import ModelRecord
 
 
@@ -122,3 +123,26 @@ def random_variables(module: nn.Module, input_size: tuple[int, int], key: jax.Ar
 
   return jax.tree_util.tree_map_with_path(draw, variable_shapes(module, input_size))
 
+
+
+def load_variables(module: nn.Module, input_size: tuple[int, int], weights: str | None, model: str, hint: str,
+                   convert: Callable[[dict, dict], dict], key: jax.Array | None = None) -> tuple[dict[str, Any], str]:
+  """A zoo model's variables: converted from its weight file, or random for ``weights="random"``.
+
+  Args:
+    module: the Linen module.
+    input_size: its input size.
+    weights: the ``weights=`` option (a path or ``"random"``; see
+      :func:`fvjax.models.weights.weight_source`).
+    model: the model's name, for the messages.
+    hint: where its weight file comes from, for the messages.
+    convert: ``(state dict, expected variable shapes) -> variables``.
+    key: PRNG key of the random network.
+
+  Returns:
+    ``(variables, provenance)``: the provenance is the path or ``"random"``.
+  """
+  path = weights_lib.weight_source(weights, model, hint)
+  if path is None:
+    return random_variables(module, input_size, key), weights_lib.RANDOM
+  return convert(weights_lib.read_weights(path), variable_shapes(module, input_size)), path

@@ -145,15 +145,7 @@ def record_from_nnx(
   Args:
     name: the record's name.
     model: the NNX module (not modified).
-    input_size: ``(height, width)``.
-    layers: activation names in depth order, ending with ``"logits"``.
-    preprocess: ``[0,1]`` images to the network's input.
-    input_range: human-readable form of ``preprocess``.
-    num_classes: number of logits.
-    labels: class names.
-    wnids: the WordNet ID of every logit (``""`` for a non-class output),
-      when the logits are ImageNet classes.
-    weights: where the parameters came from (recorded in every metrics.json).
+    The other arguments are those of :func:`fvjax.models.linen.record_from_linen`.
 
   Returns:
     The record; ``params`` is ``nnx.to_pure_dict`` of the model's state (numpy

@@ -23,7 +23,7 @@ import numpy as np
 from fvjax.models import activations
 from fvjax.models import labels as labels_lib
 from fvjax.models import weights as weights_lib
-from fvjax.models.linen import random_variables, record_from_linen, variable_shapes
+from fvjax.models.linen import load_variables, record_from_linen
 from fvjax.models.record import ModelRecord
 
 INPUT_SIZE = (224, 224)
@@ -149,13 +149,9 @@ def build(weights: str | None = None, *, key: jax.Array | None = None) -> ModelR
     ValueError: no ``weights`` given (says where the file comes from).
     FileNotFoundError: ``weights`` does not exist.
   """
-  path = weights_lib.weight_source(weights, "ResNet-50", WEIGHTS_HINT)
   module = ResNet50()
-  if path is None:
-    variables = random_variables(module, INPUT_SIZE, key)
-  else:
-    variables = convert_state_dict(weights_lib.read_weights(path), variable_shapes(module, INPUT_SIZE))
+  variables, source = load_variables(module, INPUT_SIZE, weights, "ResNet-50", WEIGHTS_HINT, convert_state_dict, key)
   return record_from_linen("resnet50", module, variables, input_size=INPUT_SIZE, layers=LAYERS,
                            preprocess=preprocess, input_range=INPUT_RANGE, num_classes=1000,
                            labels=labels_lib.imagenet(), wnids=labels_lib.imagenet_wnids(),
-                           weights=path or weights_lib.RANDOM)
+                           weights=source)
