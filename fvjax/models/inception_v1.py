@@ -30,8 +30,6 @@ gradient). Forward values are the same either way.
 from __future__ import annotations
 
 import contextlib
-import functools
-import operator
 from typing import Any
 
 import flax.linen as nn
@@ -166,17 +164,7 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   """
   where = {f"{prefix}.{torch_name}": (*path, leaf)  # torch key -> Flax parameter path
            for path, prefix in _torch_names().items() for torch_name, leaf in (("weight", "kernel"), ("bias", "bias"))}
-  shape = lambda loc: np.shape(functools.reduce(operator.getitem, loc, like["params"]))
-  weights_lib.check_state_dict(
-      sd, {k: weights_lib.torch_shape(shape(loc), loc[-1] == "kernel") for k, loc in where.items()},
-      "a lucent InceptionV1")
-  params: dict[str, Any] = {}
-  for key, (*path, leaf) in where.items():
-    value = np.asarray(sd[key], np.float32)
-    if leaf == "kernel":
-      value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
-    functools.reduce(lambda node, p: node.setdefault(p, {}), path, params)[leaf] = value
-  return {"params": params}
+  return {"params": weights_lib.torch_to_flax(sd, where, like["params"], "a lucent InceptionV1")}
 
 
 WEIGHTS_HINT = ("the path of lucent's inception5h.pth (the torch-lucent model zoo's 'inceptionv1', converted "

@@ -12,8 +12,6 @@ block of stage 4, the layer of the paper's silent-units experiment.
 
 from __future__ import annotations
 
-import functools
-import operator
 from typing import Any
 
 import flax.linen as nn
@@ -125,17 +123,7 @@ def convert_state_dict(sd: dict[str, np.ndarray], like: dict[str, Any]) -> dict[
   """
   where = {f"{prefix}.{torch_name}": (collection, *path, leaf)  # torch key -> Flax variable path
            for path, (prefix, kind) in _mapping().items() for (collection, leaf), torch_name in _KINDS[kind].items()}
-  shape = lambda loc: np.shape(functools.reduce(operator.getitem, loc, like))
-  weights_lib.check_state_dict(
-      sd, {k: weights_lib.torch_shape(shape(loc), loc[-1] == "kernel") for k, loc in where.items()},
-      "a torchvision/timm ResNet-50")
-  out: dict[str, Any] = {}
-  for key, (*path, leaf) in where.items():
-    value = np.asarray(sd[key], np.float32)
-    if leaf == "kernel":
-      value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
-    functools.reduce(lambda node, p: node.setdefault(p, {}), path, out)[leaf] = value
-  return out
+  return weights_lib.torch_to_flax(sd, where, like, "a torchvision/timm ResNet-50")
 
 
 WEIGHTS_HINT = ("the path of torchvision's resnet50-*.pth (torchvision.models.ResNet50_Weights) or timm's "

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import collections
 import difflib
+import functools
 import io
 import math
+import operator
 import os
 import pickle
 import struct
@@ -394,6 +396,30 @@ def check_state_dict(sd: dict[str, np.ndarray], expected: dict[str, tuple[int, .
     if tuple(np.shape(sd[key])) != tuple(want):
       raise ValueError(f"Key {key!r} has shape {tuple(np.shape(sd[key]))}, "
                        f"but {what} state dict has {tuple(want)} there.")
+
+
+def torch_to_flax(sd: dict[str, np.ndarray], where: dict[str, tuple], like: Any, what: str) -> dict[str, Any]:
+  """A PyTorch state dict as a Flax variable tree shaped like ``like``.
+
+  Args:
+    sd: the state dict.
+    where: torch key -> path of its Flax leaf in ``like`` (the last element
+      ``"kernel"`` for weights, which are transposed to Flax's layout).
+    like: the expected tree (arrays or shape structs).
+    what: the kind of file, for the messages (e.g. ``"a lucent InceptionV1"``).
+
+  Raises:
+    ValueError: the first missing key or wrong shape, in one sentence.
+  """
+  shape = lambda loc: np.shape(functools.reduce(operator.getitem, loc, like))
+  check_state_dict(sd, {k: torch_shape(shape(loc), loc[-1] == "kernel") for k, loc in where.items()}, what)
+  out: dict[str, Any] = {}
+  for key, (*path, leaf) in where.items():
+    value = np.asarray(sd[key], np.float32)
+    if leaf == "kernel":  # torch [out, in, kh, kw] / [out, in] -> Flax [kh, kw, in, out] / [in, out]
+      value = value.T if value.ndim == 2 else np.transpose(value, (2, 3, 1, 0))
+    functools.reduce(lambda node, p: node.setdefault(p, {}), path, out)[leaf] = value
+  return out
 
 
 def unflatten(flat: dict[str, Any], sep: str = ".") -> dict[str, Any]:
