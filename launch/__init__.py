@@ -12,6 +12,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 import matplotlib
 
 from fvjax import data
@@ -183,10 +184,13 @@ def run(main):
   ``main`` loads anything. A run that fails on a user error removes the
   workdir it created, so a typo leaves nothing behind.
   """
-  # absl logs INFO to stderr: jax's note that it found no TPU would precede every error line.
+  # absl logs INFO to stderr: jax's note that it found no TPU would precede every error line, and orbax
+  # reports every step of every checkpoint. Warnings and errors still show; --verbosity=0 brings INFO back.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
   def guarded(argv):
+    if not flags.FLAGS["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.WARNING)
     created = None
     try:
       if "workdir" in flags.FLAGS and flags.FLAGS["workdir"].value:
