@@ -12,19 +12,31 @@ import nbformat
 from nbformat import v4
 
 INSTALL = '''\
-# Install fvjax. On Colab this pip-installs it from its git repository; anywhere
-# else it does nothing (install fvjax there first, e.g. `pip install -e .` in a checkout).
+# Install fvjax on Colab from what you have (elsewhere this cell does nothing: install fvjax first,
+# e.g. `pip install -e .` in a checkout). Looked for, in order: FVJAX_SOURCE if you set it (a pip URL
+# such as git+https://github.com/<you>/fvjax, or a path), an uploaded wheel /content/fvjax-*.whl, an
+# uploaded checkout /content/fvjax, a Drive folder MyDrive/fvjax (mount Drive first).
+import glob
+import os
 import sys
 
-FVJAX_SOURCE = "git+https://github.com/fvjax/fvjax"  # forks: change this to your repository's pip URL
+FVJAX_SOURCE = None
 
 if "google.colab" in sys.modules:
   import subprocess
-  subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", FVJAX_SOURCE], check=True)
+  found = [FVJAX_SOURCE] if FVJAX_SOURCE else []
+  found += sorted(glob.glob("/content/fvjax-*.whl"))[-1:]
+  found += [d for d in ("/content/fvjax", "/content/drive/MyDrive/fvjax") if os.path.isfile(f"{d}/setup.cfg")]
+  if not found:
+    raise RuntimeError("fvjax not found: set FVJAX_SOURCE to a pip URL or path, upload a wheel fvjax-*.whl or a "
+                       "checkout folder fvjax to /content, or put the checkout in Drive as MyDrive/fvjax.")
+  subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", found[0]], check=True)
 '''
 
 DEVICES = '''\
 # Which accelerator JAX found: TPU, GPU or CPU (Colab: Runtime > Change runtime type).
+import glob
+import os
 import shutil
 import jax
 
@@ -32,6 +44,8 @@ BACKEND = jax.default_backend().upper()
 print(f"JAX {jax.__version__} on {BACKEND}: {jax.devices()}")
 if BACKEND == "CPU" and shutil.which("nvidia-smi"):
   print("A GPU is attached but JAX does not use it: pip install -U 'jax[cuda12]', then restart the session.")
+elif BACKEND == "CPU" and (os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME") or glob.glob("/dev/accel*")):
+  print("A TPU is attached but JAX does not use it: pip install -U 'jax[tpu]', then restart the session.")
 elif BACKEND == "CPU":
   print("No accelerator: %s")
 '''
