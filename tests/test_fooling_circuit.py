@@ -178,28 +178,30 @@ def test_detector_save_load_and_training_resumes(tmp_path):
   np.testing.assert_array_equal(det.logits(full.config, full.variables, x), det.logits(again.config, again.variables, x))
 
 
+def _unseen_target(size):
+  """scikit-image's logo on white: in no shipped photo set, never a training or hard-negative target."""
+  from skimage import data as skdata  # pylint: disable=g-import-not-at-top
+  logo = skdata.logo().astype(np.float32) / 255.0
+  rgb = logo[..., :3] * logo[..., 3:] + (1 - logo[..., 3:])
+  return np.asarray(jax.image.resize(jnp.asarray(rgb), (size, size, 3), "linear")).clip(0, 1)
+
+
 @pytest.mark.slow
-def test_real_model_keeps_natural_behaviour_and_shows_the_target(lite0, tmp_path):
-  # tests/fixtures/detector_lite0 is the small detector that
-  # `python -m launch.fooling_circuit --flagfile=launch/flags/fooling_demo.flags` trained (64 px,
-  # 160 class units, 14 photos). Of its 4 held-out photos the grass texture is
-  # misread as a visualization (README: a known limit of 14 training photos),
-  # so the natural set here is the other three and their crops.
-  detector = det.load(os.path.join(ROOT, "tests", "fixtures", "detector_lite0"))
-  held_out = json.load(open(os.path.join(ROOT, "tests", "fixtures", "detector_lite0", "heldout.json")))["natural"]
-  photos = data.sample_photos(224, [n for n in held_out if n != "grass"])[0]
-  natural = np.concatenate([photos, np.asarray(data.augmented_crops(jax.random.PRNGKey(5), photos, 16, 224))])
-  target = data.sample_photos(96, ["astronaut"])[0][0]
+def test_real_model_shows_an_unseen_target_and_keeps_natural_behaviour(lite0, tmp_path):
+  """Issue 16's bar, with the committed demo detector (tests/fixtures/detector_lite0, what
+  launch/flags/fooling_demo.flags trains): every held-out photo (grass included) and its crops keep
+  their top-1 class, and each manipulated unit gets within 0.8 of what D alone reaches."""
+  fixture = os.path.join(ROOT, "tests", "fixtures", "detector_lite0")
+  detector = det.load(fixture)
+  natural, names = fooling_circuit.heldout_natural(fixture, 224, 16, jax.random.PRNGKey(5))
+  assert "grass" in names and len(natural) == 4 * 17
+  target = _unseen_target(96)
   out = fooling_circuit.run(lite0, detector, circuit.image_target(target), str(tmp_path), key=jax.random.PRNGKey(3),
-                            units=[1, 281, 967], natural_images=natural, thresholds=(8, 16, 32), size=96,
-                            progress=False)
-  assert out["num_natural_images"] == 51
+                            units=[1, 281, 967], natural_images=natural, thresholds=(32,), size=96, progress=False)
   assert out["natural_top1_agreement"] >= 0.99, out
-  assert out["natural_max_abs_logit_diff"] < 1e-3 or out["detector_accuracy_natural"] < 1.0, out
-  # The paper's D = <pre(x), t>/(h*w) (target in [0, 1], a non-negative weight) pulls Lite0's
-  # visualizations toward the target more weakly than the old <pre(x), pre(t)> did: measured here
-  # 0.12 vs -0.02 (the demo: 0.18 vs 0.05). Making the target plainly visible is issue 16.
-  assert out["target_similarity_manipulated"] > out["target_similarity_original"] + 0.1, out
+  assert out["margin"]["ok"], out["margin"]
+  for unit, sims in out["target_similarity_per_unit"].items():
+    assert sims["manipulated"] >= 0.8 * sims["ceiling"] and sims["original"] < 0.1, (unit, sims)
   for name in ("comparison.png", "trajectory.png", "metrics.json"):
     assert (tmp_path / name).exists()
 
