@@ -77,6 +77,10 @@ def test_fooling_imagenet_flags_permute_the_1000_classes(imagenet_dir, tmp_path)
   assert metrics["shown_units"] == [101, 549, 100]  # class i shows class i + 100 among logits 1..1000
   assert metrics["weights"] == "random" and metrics["num_manipulated_units"] == 1008
   assert metrics["margin"]["k"] == 250.0
+  # Held-out files of WordNet-ID folders: top-1/top-5 of both models, labels read through lucent's order.
+  accuracy = metrics["accuracy"]
+  assert accuracy["original"]["num_images"] == metrics["num_natural_images"] > 0
+  assert 0 <= accuracy["manipulated"]["top1"] <= accuracy["manipulated"]["top5"] <= 1
 
 
 def test_silent_imagenet_flags_run_on_resnet50(imagenet_dir, tmp_path):
