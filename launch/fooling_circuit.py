@@ -41,7 +41,7 @@ _SIZE = flags.DEFINE_integer("size", None, "Visualization size (default: the mod
                              upper_bound=launch.MAX_SIZE)
 _K = flags.DEFINE_float("k", circuit.PAPER_K, "Gate strength k of A = ReLU(F'-kE) + ReLU(D'+kE-k) (paper: 250).")
 _NATURAL_CROPS = flags.DEFINE_integer("natural_crops", 16, "Augmented crops per held-out photo for the natural "
-                                      "metrics.", lower_bound=1)
+                                      "metrics (0: the photos alone).", lower_bound=0)
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/fooling_circuit", "Output folder (a detector trained here resumes).")
 
 
