@@ -208,11 +208,13 @@ def test_real_model_shows_an_unseen_target_and_keeps_natural_behaviour(lite0, tm
 
 def test_detector_training_runs_on_the_real_model(lite0, tmp_path):
   # The training pipeline itself, small: 4 units rendered at 32 px, 8 steps.
-  m = train_detector.run(lite0, str(tmp_path), key=jax.random.PRNGKey(0), train_units=[1, 2, 3, 4], heldout_units=[5],
+  # As many held-out units as training ones: both pools render with one compiled step.
+  m = train_detector.run(lite0, str(tmp_path), key=jax.random.PRNGKey(0), train_units=[1, 2, 3, 4],
+                         heldout_units=[5, 6, 7, 8],
                          thresholds=(2, 4), size=32, render_batch=4, config=det.DetectorConfig(size=16), steps=8,
                          batch_size=8, optimizer="adam", learning_rate=1e-3, progress=False)
   # 4 units x 2 thresholds, and the renderer's step-0 images of 4 units at 32 and 224 px.
-  assert m["num_train_visualizations"] == 8 + 4 * 2 and m["num_heldout_visualizations"] == 2
+  assert m["num_train_visualizations"] == 8 + 4 * 2 and m["num_heldout_visualizations"] == 8
   assert 0 <= m["accuracy_natural"] <= 1 and 0 <= m["accuracy_visualization"] <= 1
   assert json.load(open(tmp_path / "detector" / "heldout.json"))["natural"] == m["heldout_natural"]
 
