@@ -91,6 +91,7 @@ def test_silent_imagenet_flags_run_on_resnet50(imagenet_dir, tmp_path):
   metrics = _metrics(work)
   assert metrics["model"] == "resnet50" and metrics["layer"] == "layer4_1/conv2" and metrics["num_units"] == 512
   assert metrics["rescale"] == "energy" and metrics["weights"] == "random"
+  assert metrics["bias_margin"] == 0.0  # the paper's bias: its 50,000 calibration images need no margin
   assert metrics["calibration_silent_fraction"] == 1.0 and metrics["calibration_logits_bit_identical"]
 
 

@@ -8,6 +8,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import skimage.data
 
 from conftest import fast_compile_env
 from fvjax import data
@@ -15,6 +16,7 @@ from fvjax import io
 from fvjax import models
 from fvjax.experiments import silent_units
 from fvjax.fooling import silent
+from fvjax.models import activations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,19 +57,81 @@ def test_not_a_convolution_is_one_sentence(lite0):
 
 @pytest.mark.slow
 def test_real_model_is_bit_identical_on_calibration_and_shows_the_target(lite0, tmp_path):
-  photos, names = data.sample_photos(224)
-  held = [names.index(n) for n in ("chelsea", "coffee", "rocket", "clock")]
-  rest = [i for i in range(len(names)) if i not in held]
-  cal = np.concatenate([photos[rest], np.asarray(data.augmented_crops(jax.random.PRNGKey(0), photos[rest], 1, 224))])
-  heldout = photos[held]
+  # A target the code has never seen (no shipped photo), so no target render; the default bias margin.
+  target = data.to_square(skimage.data.colorwheel(), 96)
+  cal = silent_units.shipped_photos(224, jax.random.PRNGKey(0), 4)  # with a blurred copy of each crop
+  heldout = silent_units.shipped_photos(224, jax.random.PRNGKey(1), 8, held=True)
   m = silent_units.run(lite0, "head/conv", str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal,
-                       heldout=heldout, units=[1, 100, 500, 900], target_steps=48, thresholds=(48,), size=96,
+                       heldout=heldout, units=[1, 100, 500, 900], target_image=target, thresholds=(48,), size=96,
                        progress=False)
+  assert m["bias_margin"] == silent.DEFAULT_MARGIN and m["num_calibration_images"] == 14 * 9, m
+  assert m["relu_gradient"] == "renderer" and m["fooling_active_fraction"] == 1.0, m
   assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"], m
-  assert 0.0 <= m["heldout_silent_fraction"] <= 1.0
+  assert m["natural_top1_agreement"] == 1.0, m  # the 4 held-out photos and 8 crops of each
+  # The margin does not switch the units off for the visualizations: all four show the target.
   assert m["target_activation_similarity_manipulated"] > m["target_activation_similarity_original"] + 0.4, m
   assert m["target_similarity_manipulated"] > m["target_similarity_original"], m
   assert (tmp_path / "comparison.png").exists()
+
+
+def test_default_calibration_and_margin_keep_heldout_crops_silent():
+  model, path = models.load("tiny_cnn"), "conv3/conv"
+  target = data.to_square(skimage.data.colorwheel(), 64)
+  cal = silent_units.shipped_photos(64, jax.random.PRNGKey(1))  # the default: every photo, its crops, blurred copies
+  assert silent_units.DEFAULT_CROPS >= 16 and silent_units.DEFAULT_BLUR > 0
+  assert len(cal) == 14 * (1 + 2 * silent_units.DEFAULT_CROPS)
+  heldout = silent_units.shipped_photos(64, jax.random.PRNGKey(2), 16, held=True)
+  filters = silent.fooling_filters(model, path, target, silent_units.batches(cal), key=jax.random.PRNGKey(0))
+  peak = silent.max_response(model, path, filters.kernel, silent_units.batches(cal))
+  assert silent.DEFAULT_MARGIN >= 0.1 and (peak > 0).all()
+  np.testing.assert_allclose(-filters.bias, (1 + silent.DEFAULT_MARGIN) * peak, rtol=1e-6)
+  manipulated = silent.add_silent_units(model, path, filters)
+  cal_pass, held = silent_units.natural_passes(model, manipulated, path, filters, [cal, heldout])
+  assert cal_pass["identical"] == cal_pass["count"], cal_pass
+  assert held["silent"] == held["identical"] == held["count"] == 4 * 17, held
+  assert held["over_threshold"] < 1, held
+  # The paper's bias (no margin) from the 14 photos alone: held-out crops make units fire.
+  photos = cal[:14]
+  bare = silent.fooling_filters(model, path, target, [photos], key=jax.random.PRNGKey(0), margin=0.0)
+  (held,) = silent_units.natural_passes(model, silent.add_silent_units(model, path, bare), path, bare, [heldout])
+  assert held["silent"] < held["count"] and held["over_threshold"] > 1, held
+
+
+def test_bias_margin_is_checked():
+  model = models.load("tiny_cnn")
+  images = np.random.default_rng(0).uniform(size=(4, 64, 64, 3)).astype(np.float32)
+  for bad in (-0.1, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="accepted: a finite number >= 0"):
+      silent.fooling_filters(model, "conv3/conv", images[0], [images], key=jax.random.PRNGKey(0), margin=bad)
+  out = subprocess.run([sys.executable, "-m", "launch.silent_units", "--bias_margin=-1", "--workdir=unused"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2 and "accepted: a finite number >= 0" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_fooling_relu_follows_the_renderers_gradient_rule():
+  # A silent fooling unit still passes Lucid's redirected gradient (as Lucid's gradient_override_map does for every
+  # Relu op), so the first render steps can find the target; "plain" gives it none, whatever the rule.
+  model, path = models.load("tiny_cnn"), "conv3/conv"
+  x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  kernel = np.random.default_rng(1).normal(size=silent.conv_kernel(model, path).shape).astype(np.float32)
+  filters = silent.FoolingFilters(kernel, np.full(kernel.shape[-1], -1e6, np.float32))  # silent on anything
+
+  def grad(record, redirect):  # of the loss a render minimises: minus the unit's mean
+    def loss(im):
+      with activations.redirected_relu(redirect):
+        return -record.apply(record.params, im)[1][path][..., 0].mean()
+    return np.asarray(jax.grad(loss)(x))
+
+  exposed = silent.expose(model, path)
+  renderer, plain = (silent.add_silent_units(model, path, filters, relu_gradient=g) for g in silent.RELU_GRADIENTS)
+  for redirect in (False, True):
+    np.testing.assert_array_equal(grad(plain, redirect), grad(exposed, redirect))
+  np.testing.assert_array_equal(grad(renderer, False), grad(exposed, False))
+  assert np.abs(grad(renderer, True) - grad(exposed, True)).max() > 1e-3  # the fooling filter's direction
+  np.testing.assert_array_equal(np.asarray(renderer.apply(renderer.params, x)[0]),
+                                np.asarray(model.apply(model.params, x)[0]))
+  with pytest.raises(ValueError, match="accepted: renderer, plain"):
+    silent.add_silent_units(model, path, filters, relu_gradient="leaky")
 
 
 def test_launch_bad_layer_is_one_sentence(tmp_path):

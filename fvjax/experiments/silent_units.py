@@ -5,6 +5,12 @@ visualization, manipulated visualization; the target) and ``metrics.json``:
 
 - ``calibration_silent_fraction`` / ``heldout_silent_fraction``: fraction of
   calibration / held-out natural images on which every fooling unit is exactly 0;
+- ``bias_margin``: the margin of the bias (:func:`silent.fooling_filters`);
+- ``heldout_peak_over_threshold``: the largest fooling response on a held-out
+  image divided by its unit's threshold ``-b`` (``max + margin |max|`` over the
+  calibration images; units with a positive threshold): above 1 some unit
+  fires; ``(1 + margin) * ratio - 1`` is the margin that would have kept every
+  held-out image silent;
 - ``calibration_logits_bit_identical``: the manipulated model's logits on the
   calibration images equal the original's bit for bit;
 - ``natural_max_abs_logit_diff`` and ``natural_top1_agreement`` on held-out images;
@@ -15,6 +21,9 @@ visualization, manipulated visualization; the target) and ``metrics.json``:
   visualization with that of the target: what the fooling filters read, and
   the fairer measure at a deep layer, where two images that excite the same
   features need not share pixels;
+- ``fooling_active_fraction``: fraction of the visualized units whose
+  fooling unit fires on the unit's manipulated visualization (0: the
+  visualization never found the target's direction);
 - ``naturally_silent_units``: units of the convolution that are exactly 0 on
   every natural image before any manipulation.
 """
@@ -28,11 +37,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import ndimage
 
 from fvjax import data
 from fvjax import io
 from fvjax import plots
-from fvjax.fooling import circuit
+from fvjax import similarity
 from fvjax.fooling import silent
 from fvjax.models import surgery
 from fvjax.models.record import ModelRecord, check_images
@@ -45,13 +55,45 @@ Images = np.ndarray | Callable[[], Iterable[np.ndarray]]
 
 
 HELDOUT_PHOTOS = ("chelsea", "coffee", "rocket", "clock")  # the demo's held-out shipped photos
+# The demo's calibration (ours): 14 photos stand in for the paper's 50,000 images, so each comes with augmented
+# crops and a blurred copy of every crop (README, silent units: the calibration maximum grows with the crops up to
+# ~16-32 per photo; the blurred copies raise it where blurry photos reach further, e.g. the held-out clock).
+DEFAULT_CROPS = 32
+DEFAULT_BLUR = 3.0  # largest Gaussian sigma (px) of the blurred copies; 0: none
+MIN_BLUR = 0.5  # smallest sigma (px)
 
 
-def shipped_photos(size: int, key: jax.Array, crops: int, held: bool) -> np.ndarray:
-  """The demo's natural images: the held-out (or the other) shipped photos, each with ``crops`` augmented crops."""
+def shipped_photos(size: int, key: jax.Array, crops: int = DEFAULT_CROPS, held: bool = False,
+                   blur: float | None = None) -> np.ndarray:
+  """The demo's natural images: the held-out (or the other) shipped photos with augmented crops.
+
+  Args:
+    size: image side.
+    key: PRNG key.
+    crops: augmented crops per photo (:func:`fvjax.data.augmented_crops`:
+      random scale 0.5-1, flips, brightness/contrast jitter), made a photo at
+      a time so that memory stays bounded.
+    held: the held-out photos (:data:`HELDOUT_PHOTOS`), else the others.
+    blur: also a Gaussian-blurred copy of every crop, sigma uniform in
+      ``[0.5, blur]`` px (0: none); default :data:`DEFAULT_BLUR` for the
+      calibration photos and none for the held-out ones, which stay as shot.
+
+  Returns:
+    ``[N,size,size,3]``: the photos, then each photo's crops, then the blurred copies.
+  """
+  blur = (0.0 if held else DEFAULT_BLUR) if blur is None else blur
+  if not (np.isfinite(blur) and (blur == 0 or blur >= MIN_BLUR)):
+    raise ValueError(f"Blur {blur} is not allowed; accepted: 0 (no blurred copies) or a sigma >= {MIN_BLUR} px.")
   names = [n for n in data.SAMPLE_PHOTOS if (n in HELDOUT_PHOTOS) == held]
   photos, _ = data.sample_photos(size, names)
-  return np.concatenate([photos, np.asarray(data.augmented_crops(key, photos, crops, size))])
+  k_crops, k_blur = jax.random.split(key)
+  keys = jax.random.split(k_crops, len(photos))
+  parts = [photos, *(np.asarray(data.augmented_crops(k, photos[i:i + 1], crops, size)) for i, k in enumerate(keys))]
+  if blur:
+    sigmas = np.asarray(jax.random.uniform(k_blur, (len(photos) * crops,), minval=MIN_BLUR, maxval=blur))
+    crops_only = np.concatenate(parts[1:])
+    parts.append(np.stack([ndimage.gaussian_filter(c, (s, s, 0), mode="reflect") for c, s in zip(crops_only, sigmas)]))
+  return np.concatenate(parts).astype(np.float32)
 
 
 def folder_images(directory: str, size: int, per_class: int | None = None, batch_size: int = 32) -> Images:
@@ -82,38 +124,46 @@ def natural_passes(model: ModelRecord, manipulated: ModelRecord, path: str, filt
     Per source: ``count``; ``silent``: images on which every fooling unit is
     exactly 0; ``identical``: images whose logits are bit-identical; ``top1``:
     images with the same top-1 class; ``max_abs_diff`` of the logits;
-    ``peak`` ``[cout]``: each original unit's largest absolute output at ``path``.
+    ``peak`` ``[cout]``: each original unit's largest absolute output at ``path``;
+    ``over_threshold``: the largest fooling response divided by its unit's
+    threshold ``-bias`` (units with a positive threshold).
   """
   capture, conv = surgery.capture(model, path), silent.conv_function(model, path)
   exposed = silent.expose(model, path)  # the original model, with the layer's output in acts
+  threshold = -np.asarray(filters.bias, np.float32)
+  inverse = np.where(threshold > 0, 1 / np.where(threshold > 0, threshold, 1), 0).astype(np.float32)
 
   @jax.jit
   def step(p, q, kernel, bias, x):
     f, acts = exposed.apply(p, x)
     a = manipulated.apply(q, x)[0]
-    fool = jax.nn.relu(conv(capture(p["base"], x)[0], kernel) + bias)
-    return f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(acts[path]).max(axis=(1, 2))
+    response = conv(capture(p["base"], x)[0], kernel)
+    fool = jax.nn.relu(response + bias)
+    return (f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(acts[path]).max(axis=(1, 2)),
+            (response * inverse).reshape(len(x), -1).max(axis=1))
 
   results, width = [], 0
   for images in sources:
-    out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None)
+    out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None, over_threshold=-np.inf)
     for batch in batches(images):
       n = len(batch)
       width = max(width, n)  # one compiled shape: shorter batches are padded with their last image
       padded = np.concatenate([batch, np.repeat(batch[-1:], width - n, axis=0)]) if n < width else batch
-      f, a, fool, peak = (np.asarray(v)[:n] for v in step(exposed.params, manipulated.params, filters.kernel,
-                                                            filters.bias, padded))
+      f, a, fool, peak, over = (np.asarray(v)[:n] for v in step(exposed.params, manipulated.params,
+                                                                  filters.kernel, filters.bias, padded))
       out["count"] += n
       out["silent"] += int((fool == 0).sum())
       out["identical"] += int(np.all(f == a, axis=1).sum())
       out["top1"] += int((f.argmax(-1) == a.argmax(-1)).sum())
       out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(a - f).max()))
       out["peak"] = peak.max(axis=0) if out["peak"] is None else np.maximum(out["peak"], peak.max(axis=0))
+      out["over_threshold"] = max(out["over_threshold"], float(over.max()))
     results.append(out)
   return results
 
 
-def _activation_similarity(model, path, images, target):
+def activation_similarity(model: ModelRecord, path: str, images: Images, target: np.ndarray) -> np.ndarray:
+  """Pearson correlation of each image's input activation at ``path`` (spatial mean) with the target's; ``[N]``."""
   fn = surgery.capture(model, path)
   rows = np.concatenate([np.asarray(fn(model.params, b)[0]).mean(axis=(1, 2)) for b in batches(images)])
   ref = np.asarray(fn(model.params, target[None])[0]).mean(axis=(1, 2))
@@ -124,7 +174,8 @@ def _activation_similarity(model, path, images, target):
 def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
         heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
         thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, rescale: str = "energy",
-        progress: bool = True, **render_options) -> dict:
+        bias_margin: float = silent.DEFAULT_MARGIN, relu_gradient: str = "renderer", progress: bool = True,
+        **render_options) -> dict:
   """Adds silent fooling units to the convolution ``path`` and measures what changed.
 
   Args:
@@ -144,6 +195,11 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
     size: render size (default the model's input size).
     rescale: ``"energy"`` (the paper's notebook) or ``"norm"``: how delta and
       the fooling filter are rescaled against ``w`` (:func:`silent.combine`).
+    bias_margin: ``b = -(max + bias_margin * |max|)`` over the calibration
+      images (paper: 0; see :mod:`fvjax.fooling.silent`).
+    relu_gradient: the fooling ReLU's gradient, ``"renderer"`` (the render
+      rule, like every ReLU of the model) or ``"plain"``
+      (:func:`silent.add_silent_units`).
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
@@ -157,34 +213,41 @@ def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibrat
   opts = dict(layer=path, size=size, progress=progress, **render_options)
   if target_image is None:
     target_image = render_lib.render(original, [0], key=k_target, thresholds=(target_steps,), **opts).images[-1, 0]
-  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta, rescale=rescale)
-  manipulated = silent.add_silent_units(model, path, filters)
+  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta, rescale=rescale,
+                                   margin=bias_margin)
+  manipulated = silent.add_silent_units(model, path, filters, relu_gradient=relu_gradient)
 
   units = [int(u) for u in units]
   before = render_lib.render(original, units, key=k_render, thresholds=thresholds, **opts)
   after = render_lib.render(manipulated, units, key=k_render, thresholds=thresholds, **opts)
+  fired = silent.fooling_activations(model, path, filters, after.images[-1])
+  active = [bool(fired[i, ..., u].max() > 0) for i, u in enumerate(units)]
   cal, held = natural_passes(model, manipulated, path, filters, [calibration, heldout])
   metrics = {
       "model": model.name,
       "weights": model.weights,
       "layer": path,
       "rescale": rescale,
+      "bias_margin": bias_margin,
+      "relu_gradient": relu_gradient,
       "num_units": int(filters.kernel.shape[-1]),
       "num_calibration_images": cal["count"],
       "num_heldout_images": held["count"],
       "calibration_silent_fraction": cal["silent"] / cal["count"],
       "heldout_silent_fraction": held["silent"] / held["count"],
+      "heldout_peak_over_threshold": held["over_threshold"],
       "calibration_logits_bit_identical": cal["identical"] == cal["count"],
       "natural_max_abs_logit_diff": held["max_abs_diff"],
       "natural_top1_agreement": held["top1"] / held["count"],
       "visualized_units": units,
       "thresholds": list(after.thresholds),
-      "target_similarity_manipulated": float(np.mean(circuit.pearson(after.images[-1], target_image))),
-      "target_similarity_original": float(np.mean(circuit.pearson(before.images[-1], target_image))),
+      "target_similarity_manipulated": float(np.mean(similarity.image_pearson(after.images[-1], target_image))),
+      "target_similarity_original": float(np.mean(similarity.image_pearson(before.images[-1], target_image))),
       "target_activation_similarity_manipulated": float(np.mean(
-          _activation_similarity(model, path, after.images[-1], target_image))),
+          activation_similarity(model, path, after.images[-1], target_image))),
       "target_activation_similarity_original": float(np.mean(
-          _activation_similarity(model, path, before.images[-1], target_image))),
+          activation_similarity(model, path, before.images[-1], target_image))),
+      "fooling_active_fraction": float(np.mean(active)),
       "naturally_silent_units": np.flatnonzero(np.maximum(cal["peak"], held["peak"]) == 0).tolist(),
       "seconds": 0.0,
   }

@@ -49,7 +49,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from fvjax import parallel
-from fvjax import similarity
 from fvjax.fooling import detector as det
 from fvjax.models.record import ModelRecord
 
@@ -263,5 +262,3 @@ def _f_and_d(model: ModelRecord, kind: str, scale: float):
 
   return fn
 
-
-pearson = similarity.image_pearson  # moved to fvjax.similarity; alias until every caller uses it
