@@ -10,10 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import launch
-
 from conftest import fast_compile_env
 from fvjax import data
+from fvjax import launch
 from fvjax import models
 from fvjax.causal import benchmark
 from fvjax.causal import blur
@@ -251,7 +250,7 @@ def test_blurred_reference_keeps_the_patch_that_drives_the_unit_sharp(patch_mode
 def test_paper_flagfile_names_the_studys_units():
   # research/facts2.md section 2a: 18 units in Lucid's <block>_pre_relu layers, a 3x3- and a pool-branch
   # unit of each block; their offsets within the branch, as the study's table gives them.
-  lines = open(os.path.join(ROOT, "launch", "flags", "causal_imagenet.flags")).read().splitlines()
+  lines = open(os.path.join(ROOT, "fvjax", "launch", "flags", "causal_imagenet.flags")).read().splitlines()
   flags = dict(line[2:].split("=", 1) for line in lines if line.startswith("--"))
   items = [item.rpartition(":") for item in flags["units"].split(",")]
   study = {"mixed3a": (125, 3), "mixed3b": (50, 14), "mixed4a": (65, 42), "mixed4b": (179, 43),
@@ -345,6 +344,6 @@ def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
     np.testing.assert_allclose(pooled["conditions"][cond]["accuracy"],
                                np.mean([m["accuracy"] for m in per_unit.values()]))
   assert (tmp_path / "pooled" / "accuracy.png").exists()
-  from launch import causal_benchmark  # pylint: disable=g-import-not-at-top
+  from fvjax.launch import causal_benchmark  # pylint: disable=g-import-not-at-top
   assert causal_benchmark.layer_units(["mixed3a:64", "mixed4a:1-2", "5"], "block9") == {
       "mixed3a": [64], "mixed4a": [1, 2], "block9": [5]}

@@ -15,7 +15,7 @@ from PIL import Image
 import pytest
 
 from conftest import fast_compile_env
-import launch
+from fvjax import launch
 from fvjax import models
 from fvjax.models import record
 

@@ -13,8 +13,8 @@ import math
 
 from absl import flags
 
-import launch
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import model_flags
 import jax
 
 from fvjax import data

@@ -3,7 +3,7 @@
 from absl import flags
 import jax
 
-import launch
+from fvjax import launch
 from fvjax import data
 from fvjax.experiments import train_detector
 from fvjax.fooling import detector as det

@@ -10,7 +10,7 @@ docs/figures/theory/witnesses.png).
 
 from absl import flags
 
-import launch
+from fvjax import launch
 import jax
 
 from fvjax.theory import report

@@ -9,8 +9,8 @@ scikit-image's chelsea must come out as a cat (281-285), coffee as espresso (967
 
 from absl import flags
 
-import launch
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import model_flags
 
 from fvjax import classify as classify_lib
 

@@ -14,9 +14,9 @@ held-out units). Rerun the same command to resume a killed run.
 
 from absl import flags
 
-import launch
-from launch import detector_flags
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import detector_flags
+from fvjax.launch import model_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/train_detector", "Output folder (resumes if it exists).")
 

@@ -28,8 +28,8 @@ import os
 
 from absl import flags
 
-import launch
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import model_flags
 import jax
 
 from fvjax import models

@@ -12,8 +12,8 @@ normalized, 95% CIs), visualizations.png and the rendered visualizations into
 
 from absl import flags
 
-import launch
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import model_flags
 import jax
 
 from fvjax.experiments import sanity_check

@@ -14,9 +14,9 @@ import os
 from absl import flags
 import jax
 
-import launch
-from launch import detector_flags
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import detector_flags
+from fvjax.launch import model_flags
 from fvjax.experiments import fooling_circuit
 from fvjax.fooling import circuit
 from fvjax.fooling import detector as det

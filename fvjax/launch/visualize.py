@@ -9,8 +9,8 @@ largest value over the embedded natural images) into --workdir.
 
 from absl import flags
 
-import launch
-from launch import model_flags
+from fvjax import launch
+from fvjax.launch import model_flags
 import jax
 
 from fvjax.experiments import visualize
