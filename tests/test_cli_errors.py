@@ -44,6 +44,7 @@ CASES = [
     ("theory", ["--grid=abc"], "--grid"),
     ("silent_units", ["--target_steps=0"], "--target_steps"),
     ("classify", ["--top=0"], "--top"),
+    ("theory", ["--flagfile=nosuch"], "shipped flagfile (causal_demo, causal_imagenet, demo,"),
 ]
 
 

@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from conftest import fast_compile_env
+from fvjax import launch
+from fvjax.launch import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +69,7 @@ from absl import flags
 name = sys.argv[1]
 module = importlib.import_module(name)
 assert module.__doc__ and "python -m " + name in module.__doc__, "docstring must open with the command"
-for module_name in (name, "launch.model_flags"):
+for module_name in (name, "fvjax.launch.model_flags", "fvjax.launch.detector_flags"):
   for flag in flags.FLAGS.get_flags_for_module(module_name):
     assert flag.help and len(flag.help) > 10, flag.name
 print(len(flags.FLAGS.get_flags_for_module(name)))
@@ -77,7 +79,48 @@ print(len(flags.FLAGS.get_flags_for_module(name)))
 @pytest.mark.parametrize("name", LAUNCH_MODULES)
 def test_every_flag_is_described(name):
   # One process per script: absl flags are global, and several scripts share names such as --steps.
-  out = subprocess.run([sys.executable, "-c", CHECK_HELP, f"launch.{name}"], cwd=ROOT, capture_output=True,
+  out = subprocess.run([sys.executable, "-c", CHECK_HELP, f"fvjax.launch.{name}"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert int(out.stdout) > 0
+
+
+def test_checkout_entry_modules_delegate_to_the_package():
+  # launch/<name>.py (python -m launch.<name> in a checkout) only calls fvjax.launch.console; launch/flags is the
+  # shipped folder, not a copy.
+  for name in LAUNCH_MODULES:
+    source = open(os.path.join(ROOT, "launch", f"{name}.py")).read()
+    assert f"console.{name}()" in source and "flags." not in source, name
+    assert hasattr(console, name)
+  assert os.path.samefile(os.path.join(ROOT, "launch", "flags"), launch.FLAGFILES)
+
+
+def test_help_lists_the_scripts_own_and_shared_flags():
+  # From the checkout's launch/ module: absl alone would list no flag (they live in fvjax.launch.*).
+  out = subprocess.run([sys.executable, "-m", "launch.fooling_circuit", "--help"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 1 and out.stdout.startswith("The fooling circuit"), out.stderr[-2000:]
+  for flag in ("--show_units", "--manipulate_units", "--model", "--weights", "--model_options",  # own, shared
+               "--units", "--heldout_units", "--detector_steps"):  # the detector flags it shares
+    assert f"\n  {flag}:" in out.stdout, flag
+  assert "--flagfile=NAME" in out.stdout and "fooling_demo" in out.stdout
+  assert "--xla_" not in out.stdout and "--verbosity" not in out.stdout  # only what a user needs; --helpfull: all
+
+
+def test_flagfile_names_the_shipped_flagfiles_also_inside_flagfiles(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # no flagfile here: names resolve to the shipped ones
+  demo = launch.expand_flagfiles(["--flagfile=demo.flags"])
+  assert demo and demo == launch.expand_flagfiles(["--flagfile=demo"]) == launch.expand_flagfiles(["--flagfile",
+                                                                                                   "demo"])
+  imagenet = launch.expand_flagfiles(["--flagfile=imagenet"])
+  assert launch.expand_flagfiles(["--seed=1", "--flagfile=tpu", "--steps=3"]) == [  # tpu.flags includes imagenet
+      "--seed=1", *imagenet, "--render_batch=1000", "--workdir=workdir/imagenet_tpu", "--steps=3"]
+  (tmp_path / "mine.flags").write_text("# mine\n--flagfile=demo\n  \n--steps=7\n")
+  (tmp_path / "demo").write_text("--size=9\n")  # an existing path wins over a shipped name
+  assert launch.expand_flagfiles(["--flagfile=mine.flags", "--", "--flagfile=x"]) == ["--size=9", "--steps=7", "--",
+                                                                                        "--flagfile=x"]
+  (tmp_path / "loop.flags").write_text("--flagfile=loop.flags\n")
+  with pytest.raises(ValueError, match="includes itself"):
+    launch.expand_flagfiles(["--flagfile=loop.flags"])
+  with pytest.raises(ValueError, match=r"--flagfile=sub/demo.flags .*shipped flagfile \(causal_demo, .*tpu\)"):
+    launch.expand_flagfiles(["--flagfile=sub/demo.flags"])  # a path is never replaced by a shipped name

@@ -1,7 +1,9 @@
-"""absl entry points, one per experiment: ``python -m launch.<name> --flagfile=...``.
+"""absl entry points, one per experiment: ``fvjax-<name>`` or ``python -m fvjax.launch.<name>``.
 
-Every script runs through :func:`run`: a bad command line ends in one line,
-``error: <sentence>``, and exit status 2, before any work is done.
+(In a checkout, ``python -m launch.<name>`` too.) Every script runs through :func:`run`: a bad
+command line ends in one line, ``error: <sentence>``, and exit status 2, before any work is done;
+``--flagfile=NAME`` also takes the name of a flagfile shipped in ``fvjax/launch/flags`` (``demo`` or
+``demo.flags``); ``--help`` lists the script's flags and the shared ones it uses.
 """
 
 import logging
@@ -9,6 +11,8 @@ import os
 import re
 import shutil
 import sys
+import textwrap
+import types
 
 from absl import app
 from absl import flags
@@ -127,13 +131,108 @@ def _flag_error(e: flags.Error) -> str:
   return f"Invalid --{name}={value}; accepted: {accepted}."
 
 
+FLAGFILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
+_FLAGFILE = ("--flagfile", "-flagfile")
+
+
+def shipped_flagfiles() -> list[str]:
+  """Names of the flagfiles shipped with fvjax (``demo``, ``imagenet``, ...), for ``--flagfile=NAME``."""
+  return sorted(f.removesuffix(".flags") for f in os.listdir(FLAGFILES) if f.endswith(".flags"))
+
+
+def flagfile_path(name: str) -> str:
+  """``--flagfile``'s value as a path: an existing file, else the shipped flagfile NAME or NAME.flags.
+
+  A value with a folder in it is always a path (so a mistyped path is not silently replaced).
+  """
+  path = os.path.expanduser(name)
+  shipped = os.path.join(FLAGFILES, name.removesuffix(".flags") + ".flags")
+  if os.path.isfile(path) or os.path.dirname(name) or not os.path.isfile(shipped):
+    return path
+  return shipped
+
+
+def _flagfile_lines(name, stack):
+  """The flag lines of a flagfile, nested ``--flagfile=`` lines expanded in place (absl's reading of them).
+
+  Raises:
+    ValueError: a file that cannot be read (naming the shipped flagfiles) or that includes itself.
+  """
+  if not name:  # absl ignores an empty --flagfile=
+    return []
+  path = flagfile_path(name)
+  if os.path.realpath(path) in stack:
+    raise ValueError(f"Cannot read --flagfile={name}: it includes itself; accepted: flagfiles without cycles.")
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except OSError as e:
+    reason = e.strerror.lower() if e.strerror else str(e)
+    if isinstance(e, FileNotFoundError) and not os.path.dirname(name):
+      reason = "no such file, nor a shipped flagfile of that name"
+    raise ValueError(f"Cannot read --flagfile={name} ({reason}); accepted: a flagfile path or the name of a "
+                     f"shipped flagfile ({', '.join(shipped_flagfiles())}).") from None
+  out = []
+  for line in lines:
+    if not line.strip() or line.startswith(("#", "//")):
+      continue
+    directive, sep, value = line.strip().partition("=")
+    if directive in _FLAGFILE and sep:
+      out += _flagfile_lines(value.strip(), stack + [os.path.realpath(path)])
+    else:
+      out.append(line.strip())
+  return out
+
+
+def expand_flagfiles(args: list[str]) -> list[str]:
+  """Command-line arguments with every ``--flagfile=NAME`` (or ``--flagfile NAME``) replaced by its lines.
+
+  What absl does with a flagfile, except that NAME may also name a shipped flagfile (:func:`flagfile_path`),
+  here and in ``--flagfile=`` lines inside flagfiles (``tpu.flags`` includes ``imagenet.flags``).
+
+  Raises:
+    ValueError: a flagfile that cannot be read.
+  """
+  out, rest = [], list(args)
+  while rest:
+    arg = rest.pop(0)
+    directive, sep, value = arg.partition("=")
+    if directive in _FLAGFILE and (sep or rest):
+      out += _flagfile_lines(value if sep else rest.pop(0), [])
+    else:
+      out.append(arg)
+      if arg == "--":  # absl reads no flagfile after it either
+        return out + rest
+  return out
+
+
 def _parse_flags(argv):
   """absl's flag parsing, with a bad flag as one ``error:`` line and exit status 2 (absl's own: 1)."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS([argv[0], *expand_flagfiles(argv[1:])])
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
   except flags.Error as e:
     print(f"error: {_flag_error(e)}", file=sys.stderr)
-    sys.exit(2)
+  sys.exit(2)
+
+
+def _describe(main):
+  """Makes ``--help`` print the script's docstring and list its flags and the shared flags it uses.
+
+  absl's ``--help`` prints ``__main__``'s docstring and the flags of the module named ``sys.argv[0]``: that is
+  the script only when it runs as ``python -m fvjax.launch.<name>``, not from a console script or from the
+  checkout's ``launch/`` modules.
+  """
+  script = sys.modules[main.__module__]
+  shared = [m for m in vars(script).values()  # model_flags, detector_flags
+            if isinstance(m, types.ModuleType) and re.fullmatch(re.escape(__name__) + r"\.\w+_flags", m.__name__)]
+  for module in [script, *shared]:
+    for flag in flags.FLAGS.get_key_flags_for_module(module):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  note = textwrap.fill(f"--flagfile=NAME reads flags from a file: a path, or the name of a flagfile shipped with "
+                       f"fvjax ({', '.join(shipped_flagfiles())}; in {FLAGFILES}).", 100, break_on_hyphens=False)
+  sys.modules["__main__"].__doc__ = f"{(script.__doc__ or '').rstrip()}\n\n{note}\n"
 
 
 def _prepare_workdir(workdir):
@@ -201,4 +300,5 @@ def run(main):
       print(f"error: {_user_message(e)}", file=sys.stderr)
       return 2
 
+  _describe(main)
   app.run(guarded, flags_parser=_parse_flags)
