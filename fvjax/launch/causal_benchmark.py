@@ -1,10 +1,10 @@
 r"""The causal-understanding benchmark (Zimmermann et al., NeurIPS 2021) with a
 machine observer instead of human participants.
 
-  python -m launch.causal_benchmark --flagfile=launch/flags/causal_demo.flags
-  python -m launch.causal_benchmark --flagfile=launch/flags/causal_imagenet.flags \
+  python -m fvjax.launch.causal_benchmark --flagfile=causal_demo.flags
+  python -m fvjax.launch.causal_benchmark --flagfile=causal_imagenet.flags \
       --weights=/ckpt/inception5h.pth --natural_dir=/data/imagenet/val
-  python -m launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
+  python -m fvjax.launch.causal_benchmark --model=inception_v1 --weights=/ckpt/inception5h.pth \
       --layer=mixed4a_pre_relu --units=257,486 --natural_dir=/data/imagenet/val --workdir=/tmp/causal
 
 Conditions (--conditions): synthetic, natural, mixed (5 natural + 4 synthetic),

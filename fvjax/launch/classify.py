@@ -3,8 +3,8 @@ r"""Prints the top-5 ImageNet labels of the embedded natural photos (or of files
 A first check that a model is loaded and preprocessed correctly:
 scikit-image's chelsea must come out as a cat (281-285), coffee as espresso (967).
 
-  python -m launch.classify
-  python -m launch.classify --model=resnet50 --weights=/path/resnet50.pth --images=a.jpg,b.jpg
+  python -m fvjax.launch.classify
+  python -m fvjax.launch.classify --model=resnet50 --weights=/path/resnet50.pth --images=a.jpg,b.jpg
 """
 
 from absl import flags

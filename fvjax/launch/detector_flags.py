@@ -1,4 +1,4 @@
-"""The detector flags shared by launch.train_detector and launch.fooling_circuit, and the training they drive."""
+"""Detector flags shared by fvjax.launch.train_detector and fvjax.launch.fooling_circuit; the training they drive."""
 
 from absl import flags
 import jax

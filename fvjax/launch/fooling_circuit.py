@@ -1,11 +1,13 @@
 r"""The fooling circuit (paper 2.1): visualizations that show any target while
 natural behaviour stays the same.
 
-  python -m launch.fooling_circuit --flagfile=launch/flags/fooling_demo.flags
-  python -m launch.fooling_circuit --model=efficientnet_lite0 --target_image=cat.png --show_units=1,94,417
-  python -m launch.fooling_circuit --offset=100 --show_units=0,1,2 --detector=workdir/train_detector/detector
+  python -m fvjax.launch.fooling_circuit --flagfile=fooling_demo.flags
+  python -m fvjax.launch.fooling_circuit --model=efficientnet_lite0 --target_image=cat.png --show_units=1,94,417
+  python -m fvjax.launch.fooling_circuit --offset=100 --show_units=0,1,2 --detector=workdir/train_detector/detector
 
-Without --detector, one is trained first (the detector flags of launch.train_detector, into
+--show_units are the logits drawn in the comparison figure, --manipulate_units those given the circuit
+(default: all); --units and --heldout_units are the detector's training and held-out logits.
+Without --detector, one is trained first (the detector flags of fvjax.launch.train_detector, into
 --workdir/detector_training; resumable). Writes comparison.png, trajectory.png and metrics.json into --workdir.
 """
 
@@ -21,7 +23,7 @@ from fvjax.experiments import fooling_circuit
 from fvjax.fooling import circuit
 from fvjax.fooling import detector as det
 
-_DETECTOR = flags.DEFINE_string("detector", None, "Detector directory from launch.train_detector "
+_DETECTOR = flags.DEFINE_string("detector", None, "Detector directory from fvjax.launch.train_detector "
                                 "(default: train one into --workdir/detector_training).")
 _TARGET_IMAGE = flags.DEFINE_string("target_image", None, "Image file every manipulated unit should show.")
 _TARGET_PHOTO = flags.DEFINE_string("target_photo", None, "A shipped photo as the target (e.g. astronaut).")

@@ -1,8 +1,8 @@
 r"""The sanity check (paper section 3): layerwise path similarity of class
 visualizations and natural images. The main job of fvjax.
 
-  python -m launch.sanity_check --flagfile=launch/flags/demo.flags
-  python -m launch.sanity_check --flagfile=launch/flags/imagenet.flags \
+  python -m fvjax.launch.sanity_check --flagfile=demo.flags
+  python -m fvjax.launch.sanity_check --flagfile=imagenet.flags \
       --imagenet_dir=/data/imagenet/val --weights=/ckpt/inception5h.pth
 
 Writes path_similarity.png, metrics.json (per layer: S_fv, S_same, S_diff,

@@ -1,6 +1,6 @@
 r"""The theory of paper section 4, made executable: witnesses and decoders per function class.
 
-  python -m launch.theory --workdir=workdir/theory
+  python -m fvjax.launch.theory --workdir=workdir/theory
 
 Writes metrics.json (the table as rows, plus per-class checks and decoder
 error rates, and the Lipschitz sweep), table.md and <class>.png into

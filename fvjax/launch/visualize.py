@@ -1,6 +1,6 @@
 r"""Feature visualizations of units of one layer, rendered as one batch.
 
-  python -m launch.visualize --model=efficientnet_lite0 --layer=logits \
+  python -m fvjax.launch.visualize --model=efficientnet_lite0 --layer=logits \
       --units=281,967 --steps=512 --workdir=/tmp/fv
 
 Writes unit_<u>.png, grid.png and metrics.json (objective value per threshold,
