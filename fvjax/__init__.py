@@ -10,6 +10,7 @@ The public surface, imported on first use (``import fvjax`` stays cheap)::
 Sub-packages: ``models``, ``optvis`` (``param``, ``transforms``, ``objectives``,
 ``render``), ``fooling``, ``causal``, ``theory``, ``experiments``; modules
 ``similarity``, ``parallel``, ``store``, ``checkpoint``, ``data``, ``io``.
+``fvjax.launch`` holds the command-line scripts (``fvjax-<name>``), not a library API.
 """
 
 import importlib
