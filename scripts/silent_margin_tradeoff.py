@@ -35,6 +35,8 @@ def main():
   parser.add_argument("--units", default="1,100,500,900", help="units of head/conv to render")
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--steps", type=int, default=256)
+  parser.add_argument("--relu_gradient", default="renderer", choices=silent.RELU_GRADIENTS,
+                      help="the fooling ReLU's gradient in the renders")
   args = parser.parse_args()
   margins = [float(m) for m in args.margins.split(",")]
   units = [int(u) for u in args.units.split(",")]
@@ -53,12 +55,13 @@ def main():
   before = render.render(silent.expose(model, path), units, **options).images[-1]
   original = np.mean(silent_units.activation_similarity(model, path, before, target))
   print(f"target {args.target}; {len(calibration)} calibration and {len(heldout)} held-out images; "
-        f"{args.steps} steps at {args.size} px; original visualizations' activation correlation {original:.2f}")
+        f"{args.steps} steps at {args.size} px; fooling ReLU gradient {args.relu_gradient}; "
+        f"original visualizations' activation correlation {original:.2f}")
   print("| margin | held-out silent | held-out top-1 agreement | units showing the target | activation corr. |")
   print("|---|---|---|---|---|")
   for margin in margins:
     filters = silent.FoolingFilters(kernel, (-(peak + margin * np.abs(peak))).astype(np.float32))
-    manipulated = silent.add_silent_units(model, path, filters)
+    manipulated = silent.add_silent_units(model, path, filters, relu_gradient=args.relu_gradient)
     (held,) = silent_units.natural_passes(model, manipulated, path, filters, [heldout])
     after = render.render(manipulated, units, **options).images[-1]
     fired = silent.fooling_activations(model, path, filters, after)
