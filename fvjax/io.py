@@ -1,5 +1,9 @@
 """Result files written atomically: a temporary name in the same folder, then
-``os.replace``, so a killed run never leaves a half-written file behind."""
+``os.replace``, so a killed run never leaves a half-written file behind.
+
+Every file fvjax writes goes through :func:`atomic_path`; in a multi-process
+run (``jax.distributed``) only process 0 writes (:func:`fvjax.parallel.is_writer`),
+the others write into a private temporary folder that is then deleted."""
 
 from __future__ import annotations
 
@@ -13,11 +17,21 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
+from fvjax import parallel
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-  """Yields a temporary path next to ``path``; renames it to ``path`` on success."""
+  """Yields a temporary path next to ``path``; renames it to ``path`` on success.
+
+  On a process other than process 0 of a multi-process run, the path is in a private temporary folder, deleted
+  afterwards: the caller runs the same code on every process, and the file is written once.
+  """
   path = os.fspath(path)
+  if not parallel.is_writer():
+    with tempfile.TemporaryDirectory(prefix="fvjax-not-written-") as folder:
+      yield os.path.join(folder, os.path.basename(path))
+    return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   base, ext = os.path.splitext(os.path.basename(path))
   fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=os.path.dirname(os.path.abspath(path)))

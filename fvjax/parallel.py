@@ -1,10 +1,19 @@
-"""Data parallelism over a 1-D device mesh.
+"""Data parallelism over a 1-D device mesh, on one process or many.
 
 fvjax shards the *batch* of images being optimised (or classified) across
 devices and replicates the model's params; ``jax.jit`` then partitions every
 op by the batch axis. (pmap is in maintenance mode in current JAX and built on
 shard_map; jit with NamedSharding is the recommended path.) On CPU, test it
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
+
+Beyond one host, the same code runs under ``jax.distributed`` (one process per
+host, started with :func:`jax.distributed.initialize`): the mesh spans every
+device of every process, values every process holds alike (params, rendering
+state, shipped photos) are placed with :func:`put`, each process may feed only
+its own share of a set of images (:func:`process_share`,
+``map_batches(..., process_local=True)``), and results come back to every
+process as numpy arrays (:func:`to_host`). Only process 0 writes files
+(:func:`is_writer`, used by :mod:`fvjax.io`).
 """
 
 from __future__ import annotations
@@ -13,14 +22,35 @@ from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "data"
 
 
+def is_distributed() -> bool:
+  """Whether this is one of several processes of a ``jax.distributed`` run (without starting JAX's backend)."""
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def is_writer() -> bool:
+  """Whether this process writes files: always, except in a multi-process run, where process 0 alone does."""
+  return not is_distributed() or jax.process_index() == 0
+
+
+def process_share(n: int) -> range:
+  """The indices of ``n`` items (images of a class, files) this process loads: a contiguous block, in process order
+  (process 0 the first ``ceil(n / processes)``); all of ``range(n)`` on a single process."""
+  if not is_distributed():
+    return range(n)
+  per = -(-n // jax.process_count())
+  start = min(n, jax.process_index() * per)
+  return range(start, min(n, start + per))
+
+
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-  """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices)."""
+  """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices, of every process)."""
   devices = list(jax.devices() if devices is None else devices)
   return jax.make_mesh((len(devices),), (AXIS,), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,))
@@ -38,6 +68,20 @@ def batch_sharding(mesh: jax.sharding.Mesh, ndim: int, axis: int = 0) -> NamedSh
   return NamedSharding(mesh, P(*spec))
 
 
+def put(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+  """``jax.device_put(x, sharding)``, also onto devices of other processes.
+
+  A sharding over several processes takes a value every process holds alike (the same params, the same initial
+  images): each process places its own devices' parts of it. (``jax.device_put`` would first compare the value
+  across processes, a gather of all of it, on every call.) An array already placed so is not copied.
+  """
+  if sharding.is_fully_addressable or (isinstance(x, jax.Array) and (not x.is_fully_addressable
+                                                                        or x.sharding == sharding)):
+    return jax.device_put(x, sharding)
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_batch(tree: Any, mesh: jax.sharding.Mesh, axis: int = 0) -> Any:
   """Places every array whose ``axis`` divides by the mesh size sharded along it;
   the rest (scalars such as Adam's step count) is replicated."""
@@ -45,19 +89,69 @@ def shard_batch(tree: Any, mesh: jax.sharding.Mesh, axis: int = 0) -> Any:
   def place(x):
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
     if x.ndim > axis and x.shape[axis] % mesh.size == 0:
-      return jax.device_put(x, batch_sharding(mesh, x.ndim, axis))
-    return jax.device_put(x, NamedSharding(mesh, P()))
+      return put(x, batch_sharding(mesh, x.ndim, axis))
+    return put(x, NamedSharding(mesh, P()))
 
   return jax.tree_util.tree_map(place, tree)
 
 
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
   """Places a pytree on every device of the mesh (e.g. model params)."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return jax.tree_util.tree_map(lambda x: put(x, NamedSharding(mesh, P())), tree)
+
+
+def to_host(tree: Any) -> Any:
+  """Every array of ``tree`` as a numpy array; arrays spread over several processes are gathered, so that every
+  process gets the whole value (a collective: every process must call it)."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  spread = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable]
+  if spread:
+    if all(isinstance(leaves[i].sharding, NamedSharding) for i in spread):  # one gather for the whole tree
+      gathered = jax.jit(_identity, out_shardings=tuple(NamedSharding(leaves[i].sharding.mesh, P()) for i in spread))(
+          tuple(leaves[i] for i in spread))
+      gathered = [g.addressable_data(0) for g in gathered]
+    else:
+      gathered = [multihost_utils.process_allgather(leaves[i], tiled=True) for i in spread]
+    for i, g in zip(spread, gathered):
+      leaves[i] = g
+  return jax.tree_util.tree_unflatten(treedef, [np.asarray(x) for x in leaves])
+
+
+def _identity(x):  # at module level: jit's cache keeps one compiled gather per set of shapes
+  return x
+
+
+def broadcast_bytes(data: bytes | None) -> bytes | None:
+  """Process 0's ``data`` on every process (what the others pass is ignored); ``data`` itself on one process.
+
+  How every process of a multi-process run resumes from the same stored results, which only process 0 need see
+  (:mod:`fvjax.store`). A collective: every process must call it.
+  """
+  if not is_distributed():
+    return data
+  first = jax.process_index() == 0
+  n = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if data is None or not first else len(data))))
+  if n < 0:
+    return None
+  size = 1 << max(n - 1, 1023).bit_length()  # a few buffer sizes, so a few compiled broadcasts
+  buffer = np.zeros(size, np.uint8)
+  if first:
+    buffer[:n] = np.frombuffer(data, np.uint8)
+  return multihost_utils.broadcast_one_to_all(buffer)[:n].tobytes()
+
+
+def _process_rows(sharding: jax.sharding.Sharding, size: int) -> np.ndarray:
+  """``[processes, size // processes]``: the rows of a ``[size, ...]`` batch sharded by ``sharding`` that hold each
+  process's local data, in its order (what ``jax.make_array_from_process_local_data`` does with it)."""
+  starts: dict[int, list[tuple[int, int]]] = {}
+  for device, index in sharding.devices_indices_map((size,)).items():
+    rows = index[0]
+    starts.setdefault(device.process_index, []).append((rows.start or 0, rows.stop if rows.stop is not None else size))
+  return np.stack([np.concatenate([np.arange(a, b) for a, b in sorted(set(starts[p]))]) for p in sorted(starts)])
 
 
 def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, batch_size: int = 16,
-                mesh: jax.sharding.Mesh | None = None) -> Any:
+                mesh: jax.sharding.Mesh | None = None, *, process_local: bool = False) -> Any:
   """Batched inference: ``fn(params, batch)`` over ``images`` in equal, device-sharded batches.
 
   Every batch has the same shape (the last one is padded by repeating its last
@@ -69,15 +163,22 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
     params: any pytree ``fn`` reads besides the images (model params, ...);
       replicate it once with :func:`replicate` when calling this in a loop
       (already placed arrays are not copied again).
-    images: ``[N, ...]`` array.
+    images: ``[N, ...]`` array (the same on every process), or with
+      ``process_local`` this process's share of the images (e.g. its
+      :func:`process_share` of them; shares may differ in size, even be empty).
     batch_size: images per call (rounded up to a multiple of the device count;
       for fewer images, the next power of two above their number).
     mesh: a 1-D device mesh (default: all devices).
+    process_local: ``images`` are this process's share; the outputs are those
+      of every process's images, process 0's first (on a single process, the
+      same as without it).
 
   Returns:
-    The outputs as numpy arrays, concatenated over the ``N`` images.
+    The outputs as numpy arrays, concatenated over the ``N`` images (on every process).
   """
   mesh = mesh or data_mesh()
+  if process_local and is_distributed():
+    return _map_local(fn, params, images, batch_size, mesh)
   n = len(images)
   # Fewer images than a batch: the next power of two, so that sets of many sizes share a few compiled shapes.
   size = round_up(min(batch_size, 1 << max(n - 1, 0).bit_length()), mesh.size)
@@ -88,5 +189,30 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
     m = len(chunk)
     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - m, axis=0)]) if m < size else chunk
     out = fn(params, shard_batch(chunk, mesh))
-    outs.append(jax.tree_util.tree_map(lambda a, m=m: np.asarray(a)[:m], out))
+    outs.append(jax.tree_util.tree_map(lambda a, m=m: a[:m], to_host(out)))
   return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *outs)
+
+
+def _map_local(fn, params, images, batch_size, mesh):
+  """:func:`map_batches` over every process's share: each process feeds its own rows of every batch."""
+  images = np.asarray(images)
+  counts = multihost_utils.process_allgather(np.int64(len(images)))  # [processes]
+  processes = len(counts)
+  n = int(counts.sum())
+  size = round_up(min(batch_size, 1 << max(n - 1, 0).bit_length()), mesh.size)
+  local = size // processes
+  sharding = batch_sharding(mesh, images.ndim)
+  rows = _process_rows(sharding, size)  # where each process's rows land in a batch
+  params = replicate(params, mesh)
+  parts: list[list[Any]] = [[] for _ in range(processes)]
+  for start in range(0, int(counts.max()), local):
+    chunk = images[start:start + local]
+    pad = np.repeat(chunk[-1:], local - len(chunk), axis=0) if len(chunk) else np.zeros((local, *images.shape[1:]),
+                                                                                      images.dtype)
+    chunk = np.concatenate([chunk, pad]) if len(chunk) < local else chunk
+    out = to_host(fn(params, jax.make_array_from_process_local_data(sharding, chunk, (size, *images.shape[1:]))))
+    for p in range(processes):
+      m = int(np.clip(counts[p] - start, 0, local))
+      parts[p].append(jax.tree_util.tree_map(lambda a, p=p, m=m: a[rows[p][:m]], out))
+  flat = [part for per in parts for part in per]
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *flat)

@@ -13,11 +13,18 @@ Results made under different settings are never mixed, and nothing has to be
 deleted by hand. Entries live in ``<workdir>/store/``; each is written
 atomically (:mod:`fvjax.io`) and keeps its settings beside its data, so a
 fingerprint collision or a hand-edited file is caught on load.
+
+In a multi-process run (``jax.distributed``) process 0 alone writes entries
+(:mod:`fvjax.io`) and reads them, sending what it read to the other processes
+(:func:`fvjax.parallel.broadcast_bytes`): every process resumes from the same
+results, and only process 0's disk has to hold them. Loading is then a
+collective: every process loads the same entries in the same order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io as io_lib
 import json
 import os
 from typing import Any, Mapping
@@ -26,6 +33,7 @@ import jax
 import numpy as np
 
 from fvjax import io
+from fvjax import parallel
 
 STORE = "store"  # subfolder of the workdir; everything outside it is published output
 _SETTINGS = "__settings__"
@@ -66,12 +74,22 @@ def _check(found: Any, settings: Mapping[str, Any], where: str) -> None:
     raise ValueError(f"The stored entry {where} was made with other settings than its name says; delete it.")
 
 
+def _read(where: str) -> bytes | None:
+  """The bytes of the file ``where`` (``None``: no such file), as process 0 reads them."""
+  data = None
+  if parallel.is_writer() and os.path.exists(where):
+    with open(where, "rb") as f:
+      data = f.read()
+  return parallel.broadcast_bytes(data)
+
+
 def load_arrays(workdir: str, name: str, settings: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
   """The arrays saved under ``name`` with these settings, or ``None``."""
   where = path(workdir, name, settings, ".npz")
-  if not os.path.exists(where):
+  data = _read(where)
+  if data is None:
     return None
-  with np.load(where, allow_pickle=False) as z:
+  with np.load(io_lib.BytesIO(data), allow_pickle=False) as z:
     arrays = {k: z[k] for k in z.files}
   _check(json.loads(str(arrays.pop(_SETTINGS))), settings, where)
   return arrays
@@ -90,9 +108,10 @@ def save_arrays(workdir: str, name: str, settings: Mapping[str, Any], arrays: Ma
 def load_json(workdir: str, name: str, settings: Mapping[str, Any]) -> Any | None:
   """The JSON value saved under ``name`` with these settings, or ``None``."""
   where = path(workdir, name, settings, ".json")
-  if not os.path.exists(where):
+  data = _read(where)
+  if data is None:
     return None
-  entry = io.read_json(where)
+  entry = json.loads(data)
   _check(entry["settings"], settings, where)
   return entry["value"]
 

@@ -169,7 +169,7 @@ def render(
     redirected_relu_steps: use Lucid's redirected ReLU gradient for the first
       this many steps (Lucid's ``render_vis`` default: 16); 0 disables it. A
       model with its own gradient rule (lucent's InceptionV1) keeps that rule.
-    mesh: a 1-D device mesh; default all local devices.
+    mesh: a 1-D device mesh; default all devices (of every process, under ``jax.distributed``).
     progress: show a tqdm progress bar.
     chunk: most steps run on device between two progress updates.
 
@@ -208,12 +208,13 @@ def render(
       n = min(t - done, chunk)
       state, values = run(state, model_params, obj_data, loop_key, jnp.int32(done), jnp.int32(n),
                           jnp.int32(redirected_relu_steps))
-      history.append(np.asarray(values)[:n, :batch])
+      history.append(parallel.to_host(values)[:n, :batch])
       bar.update(n)
       done += n
     images, v = snapshot(state, model_params, obj_data)
-    shots.append(np.asarray(images)[:batch])
-    vals.append(np.asarray(v)[:batch])
+    images, v = parallel.to_host((images, v))  # on every process, also when the batch spans several
+    shots.append(images[:batch])
+    vals.append(v[:batch])
   bar.close()
   history = np.concatenate(history) if history else np.zeros((0, batch), np.float32)
   return RenderResult(np.stack(shots), thresholds, np.stack(vals), history)
