@@ -43,13 +43,16 @@ class ClassImages(NamedTuple):
   """Natural images by class: ``classes[i]`` is a logit index; ``load(i)`` gives
   that class's images ``[n,H,W,3]`` in ``[0,1]``; ``names[i]`` a label;
   ``wnids[i]`` its WordNet ID (``""`` where unknown); ``source`` says where the
-  images come from and how they were drawn (part of the stored results' settings)."""
+  images come from and how they were drawn (part of the stored results' settings);
+  ``process_local``: ``load(i)`` gives only this process's share
+  (:func:`fvjax.parallel.process_share`) of them, in a multi-process run."""
 
   classes: tuple[int, ...]
   load: Callable[[int], np.ndarray]
   names: tuple[str, ...]
   wnids: tuple[str, ...] = ()
   source: Mapping | None = None
+  process_local: bool = False
 
 
 def embedded_classes(model: ModelRecord, key: jax.Array, crops_per_photo: int = 8,
@@ -113,8 +116,13 @@ def folder_classes(root: str, model: ModelRecord, per_class: int = 50, num_class
   files = [os.path.relpath(p, root) for k in keep for p in by_class[k]]
   source = {"images": os.path.abspath(root), "size": size,
             "files": hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]}
-  return ClassImages(logits, lambda i: np.stack([data.load_image(p, size) for p in by_class[keep[i]]]), names, wnids,
-                     source)
+
+  def load(i):  # this process's share of the class (all of it on one process)
+    paths = by_class[keep[i]]
+    share = [data.load_image(paths[j], size) for j in parallel.process_share(len(paths))]
+    return np.stack(share) if share else np.zeros((0, size, size, 3), np.float32)
+
+  return ClassImages(logits, load, names, wnids, source, process_local=True)
 
 
 def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reduction: str):
@@ -189,7 +197,8 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
 
   def class_features(i):
     if i not in cache:
-      cache[i] = parallel.map_batches(fn, params, check_images(model, classes.load(i)), batch_size)
+      cache[i] = parallel.map_batches(fn, params, check_images(model, classes.load(i)), batch_size,
+                                      process_local=classes.process_local)
       while len(cache) > num_other + 1:
         cache.popitem(last=False)
     return cache[i]

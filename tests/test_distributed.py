@@ -1,0 +1,158 @@
+"""Two processes under jax.distributed (CPU, 127.0.0.1) give the single-process run's results, written once.
+
+Each process stands for a host of its own: its own working directory (no shared disk), two forced CPU devices,
+so the global mesh has four. The folder of natural images is read by both, each loading its share of every class.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from conftest import fast_compile_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240  # seconds for one launch (both processes); a hung collective ends here, not in the suite's timeout
+
+
+def _image_folder(root):
+  """An ImageNet-layout folder for tiny_cnn: 4 colour-blob classes of 4, 3, 4 and 3 images (uneven shares), and
+  its class map."""
+  rng = np.random.default_rng(0)
+  for c, n in enumerate((4, 3, 4, 3)):
+    (root / f"n{c:03d}").mkdir(parents=True)
+    base = rng.uniform(0, 255, size=(1, 1, 3))
+    for i in range(n):
+      img = np.clip(base + rng.normal(0, 30, size=(40, 40, 3)), 0, 255).astype(np.uint8)
+      Image.fromarray(img).save(root / f"n{c:03d}" / f"{i}.png")
+  class_map = root.parent / "classes.txt"
+  class_map.write_text("".join(f"n{c:03d} {c + 1}\n" for c in range(4)))
+  return root, class_map
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices):
+  env = fast_compile_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))  # python -m launch.X from any cwd
+  return env
+
+
+def _launch(args, hosts):
+  """Runs ``python -m args`` as ``len(hosts)`` processes of one jax.distributed run, process i in folder hosts[i]
+  (one process: no --distributed); returns their stderr. Both are killed on failure or after TIMEOUT seconds."""
+  extra = [[]] if len(hosts) == 1 else [
+      ["--distributed", f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={len(hosts)}",
+       f"--process_id={i}"] for port in [_free_port()] for i in range(len(hosts))]
+  env = _env(2 if len(hosts) > 1 else 4)  # four devices in all, either way
+  procs = []
+  for host, flags in zip(hosts, extra):
+    host.mkdir(parents=True, exist_ok=True)
+    procs.append(subprocess.Popen([sys.executable, "-m", *args, *flags], cwd=host, env=env, text=True,
+                                  stdout=open(host / "stdout.txt", "w"), stderr=open(host / "stderr.txt", "w")))
+  deadline = time.monotonic() + TIMEOUT
+  try:
+    for p in procs:
+      p.wait(timeout=max(1.0, deadline - time.monotonic()))
+  except subprocess.TimeoutExpired:
+    pass
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  logs = [(host / "stderr.txt").read_text() for host in hosts]
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-3000:]
+  return logs
+
+
+def _files(folder):
+  """The files under ``folder`` (relative paths), without the logs _launch writes."""
+  return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                if p.is_file() and p.name not in ("stdout.txt", "stderr.txt"))
+
+
+def _close(a, b):
+  """Metrics equal up to float summation order (the run's seconds aside)."""
+  if isinstance(a, dict):
+    return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a if k != "seconds")
+  if isinstance(a, list):
+    return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+  if isinstance(a, float) or isinstance(b, float):
+    return bool(np.isclose(a, b, rtol=1e-5, atol=1e-6))
+  return a == b
+
+
+def test_sanity_check_on_two_processes_resumes_and_equals_one(tmp_path):
+  root, class_map = _image_folder(tmp_path / "val")
+  args = ["launch.sanity_check", "--model=tiny_cnn", f"--imagenet_dir={root}", f"--class_map={class_map}",
+          "--per_class=4", "--steps=3", "--render_batch=2", "--num_other=2", "--num_bootstrap=20", "--workdir=work"]
+  single, hosts = tmp_path / "single", [tmp_path / "host0", tmp_path / "host1"]
+  _launch(args, [single])
+  one = json.loads((single / "work" / "metrics.json").read_text())
+  # A run killed after rendering the first chunk of class units and the similarity of one class, resumed on two
+  # processes: process 0 holds the store (process 1 has no copy of it, as on a host without a shared disk), renders
+  # the second chunk and computes three classes with the other process, each loading its share of every class.
+  store = hosts[0] / "work" / "store"
+  store.mkdir(parents=True)
+  chunks = {tuple(json.loads(str(np.load(p)["__settings__"]))["units"]): p
+            for p in (single / "work" / "store").glob("visualizations-*.npz")}
+  assert sorted(chunks) == [(1, 2), (3, 4)]  # class units, rendered two at a time
+  (store / chunks[1, 2].name).write_bytes(chunks[1, 2].read_bytes())
+  [similarity] = (single / "work" / "store").glob("similarity-*.npz")
+  progress = dict(np.load(similarity))
+  progress["fv"][1:] = np.nan
+  np.savez(store / similarity.name, **progress)
+  logs = _launch(args, hosts)
+  assert all(log.count("render tiny_cnn x2: 100%") == 1 for log in logs), logs[1][-2000:]  # the second chunk only
+  two = json.loads((hosts[0] / "work" / "metrics.json").read_text())
+  assert _close(two, one) and two["num_classes"] == 4
+  # Process 0 wrote every file the single run wrote (the same store entries: the same settings); process 1 none.
+  assert _files(hosts[0]) == _files(single) and "work/metrics.json" in _files(single)
+  assert not _files(hosts[1])
+  for name in _files(single):
+    if name.endswith(".npz"):  # the rendered visualizations and the similarities per class
+      a, b = np.load(single / name), np.load(hosts[0] / name)
+      for k in a.files:
+        if k != "__settings__":
+          np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=f"{name}: {k}")
+
+
+FLAG_ERRORS = r"""
+import sys
+from absl import flags
+from fvjax.launch import distributed_flags
+for args in (["--process_id=1"], ["--num_processes=2", "--coordinator_address=h:1"], ["--distributed"],
+             ["--distributed", "--coordinator_address=127.0.0.1:1", "--num_processes=2", "--process_id=2"]):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["x", *args])
+  try:
+    distributed_flags.initialize()
+  except ValueError as e:
+    print(e)
+"""
+
+
+def test_distributed_flags_refuse_in_one_sentence():
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "TPU_", "JAX_COORDINATOR"))}
+  out = subprocess.run([sys.executable, "-c", FLAG_ERRORS], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env=dict(env, JAX_PLATFORMS="cpu"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.splitlines()
+  assert [line.split(";")[0] for line in lines] == [
+      "--process_id applies only with --distributed",
+      "--coordinator_address, --num_processes apply only with --distributed",
+      "Cannot start the multi-process run: no cluster detected to take --coordinator_address, --num_processes, "
+      "--process_id from",
+      "--process_id=2 is not below --num_processes=2"], lines
+  assert all("accepted: --distributed alone inside a Cloud TPU, SLURM or Open MPI job" in line for line in lines)
