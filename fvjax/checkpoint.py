@@ -3,6 +3,12 @@
 Orbax writes into a temporary directory and renames it when complete, so a
 checkpoint on disk is never half-written; :func:`latest_step` lets a killed
 run resume from the last finished step.
+
+In a multi-process run (``jax.distributed``) every process calls these
+functions with the same tree: orbax's multi-host saving has process 0 write
+the (host) arrays and the others wait for it, and only process 0 renames
+folders. Restoring reads the files on every process, so the checkpoints of a
+multi-process run must lie on a disk all processes share.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+
+from fvjax import parallel
 
 
 def save(path: str | os.PathLike, tree: Any, *, force: bool = True) -> str:
@@ -33,24 +42,43 @@ def save(path: str | os.PathLike, tree: Any, *, force: bool = True) -> str:
   """
   path = os.path.abspath(os.fspath(path))
   _recover(path)
-  if os.path.exists(path) and not force:
+  if _on_process_0(os.path.exists(path)) and not force:
     raise FileExistsError(f"A checkpoint exists at {path}; pass force=True to replace it.")
   new, old = path + ".new", path + ".old"
-  shutil.rmtree(new, ignore_errors=True)
+  writer = parallel.is_writer()
+  if writer:
+    shutil.rmtree(new, ignore_errors=True)
+  _barrier("save")
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(new, jax.tree_util.tree_map(np.asarray, tree))
-  if os.path.exists(path):
+    ckptr.save(new, parallel.to_host(tree))
+  if writer:
+    if os.path.exists(path):
+      shutil.rmtree(old, ignore_errors=True)
+      os.replace(path, old)
+    os.replace(new, path)
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(path, old)
-  os.replace(new, path)
-  shutil.rmtree(old, ignore_errors=True)
+  _barrier("saved")
   return path
 
 
 def _recover(path: str) -> None:
   """Brings back the previous checkpoint when a kill fell between :func:`save`'s two renames."""
-  if not os.path.exists(path) and os.path.isdir(path + ".old"):
+  if parallel.is_writer() and not os.path.exists(path) and os.path.isdir(path + ".old"):
     os.replace(path + ".old", path)
+  _barrier("recover")
+
+
+def _on_process_0(value: bool) -> bool:
+  """Process 0's ``value`` on every process (so that all take the same branch)."""
+  if not parallel.is_distributed():
+    return value
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
+def _barrier(name: str) -> None:
+  """Waits for every process (a multi-process run only)."""
+  if parallel.is_distributed():
+    multihost_utils.sync_global_devices(f"fvjax.checkpoint.{name}")
 
 
 def restore(path: str | os.PathLike, like: Any | None = None) -> Any:
@@ -82,7 +110,7 @@ def save_step(directory: str | os.PathLike, step: int, tree: Any, log: Any = Non
   """Saves ``tree`` (and a JSON-able ``log``, e.g. a training history) as step ``step`` of a
   resumable run; the previous step is kept until this one is complete."""
   with manager(directory) as mngr:
-    mngr.save(step, args=ocp.args.Composite(tree=ocp.args.StandardSave(jax.tree_util.tree_map(np.asarray, tree)),
+    mngr.save(step, args=ocp.args.Composite(tree=ocp.args.StandardSave(parallel.to_host(tree)),
                                             log=ocp.args.JsonSave({"log": log})))
     mngr.wait_until_finished()
 

@@ -79,6 +79,7 @@ def put(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
                                                                         or x.sharding == sharding)):
     return jax.device_put(x, sharding)
   host = np.asarray(x)
+  host = host.astype(jax.dtypes.canonicalize_dtype(host.dtype), copy=False)  # float64 -> float32, as device_put
   return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 

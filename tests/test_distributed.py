@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from conftest import fast_compile_env
 
@@ -156,3 +157,57 @@ def test_distributed_flags_refuse_in_one_sentence():
       "--process_id from",
       "--process_id=2 is not below --num_processes=2"], lines
   assert all("accepted: --distributed alone inside a Cloud TPU, SLURM or Open MPI job" in line for line in lines)
+
+
+TRAIN = r"""
+import json, sys
+import jax
+if len(sys.argv) > 2:
+  jax.distributed.initialize(sys.argv[2], 2, int(sys.argv[3]))
+import numpy as np
+from fvjax.fooling import detector as det, training
+rng = np.random.default_rng(0)
+natural = rng.uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+visualizations = rng.uniform(0, 1, (8, 32, 32, 3)).astype(np.float32) ** 3
+start = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=16))
+trained, history = training.train(start, training.pool_sampler(natural), training.pool_sampler(visualizations),
+                                  key=jax.random.PRNGKey(1), steps=2, batch_size=8, checkpoint_every=1,
+                                  state_dir=sys.argv[1], progress=False)
+leaves = [np.ravel(l) for l in jax.tree_util.tree_leaves(trained.variables)]
+np.save(f"{sys.argv[1]}/variables{jax.process_index()}.npy", np.concatenate(leaves))
+print(json.dumps(history))
+"""
+
+
+@pytest.mark.slow  # about 100 s on 2 cores: the training step compiles in each process
+def test_detector_training_on_two_processes_equals_one(tmp_path):
+  """Data parallel over both processes' devices; the orbax checkpoints on a shared disk."""
+  (tmp_path / "train.py").write_text(TRAIN)
+  single, shared = tmp_path / "single", tmp_path / "shared"
+  shared.mkdir()
+  port = _free_port()
+  runs = [([single], [[str(single)]], 4), ([tmp_path / "p0", tmp_path / "p1"],
+                                           [[str(shared), f"127.0.0.1:{port}", str(i)] for i in range(2)], 2)]
+  for hosts, argvs, devices in runs:
+    procs = []
+    for host, argv in zip(hosts, argvs):
+      host.mkdir(exist_ok=True)
+      procs.append(subprocess.Popen([sys.executable, str(tmp_path / "train.py"), *argv], cwd=host, env=_env(devices),
+                                    text=True, stdout=open(host / "stdout.txt", "w"), stderr=subprocess.STDOUT))
+    try:
+      for p in procs:
+        p.wait(timeout=TIMEOUT)
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+    for p, host in zip(procs, hosts):
+      assert p.returncode == 0, (host / "stdout.txt").read_text()[-3000:]
+  one = json.loads((single / "stdout.txt").read_text().splitlines()[-1])
+  for i in range(2):
+    two = json.loads((tmp_path / f"p{i}" / "stdout.txt").read_text().splitlines()[-1])
+    assert _close(two, one) and [h["step"] for h in two] == [1, 2]
+    np.testing.assert_allclose(np.load(shared / f"variables{i}.npy"), np.load(single / "variables0.npy"), rtol=1e-5,
+                               atol=1e-6)
+  assert sorted(os.listdir(shared / "train_state")) == sorted(os.listdir(single / "train_state"))  # orbax's steps

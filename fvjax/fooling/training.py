@@ -205,21 +205,26 @@ def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, 
   if saved:
     _, tree, history = saved
     state = TrainState(*tree)
+  # Data parallel over every device (of every process): the state replicated, each batch split over the mesh.
+  mesh = parallel.data_mesh()
+  state = parallel.replicate(state, mesh)
   step_fn = make_step(detector.config, tx, render_transforms, natural_weight)
-  start = int(state.step)
+  start = int(parallel.to_host(state.step))
   seed = _key_ints(key)
   half = batch_size // 2
   with tqdm(total=steps, initial=min(start, steps), desc="train detector", disable=not progress, leave=False) as bar:
     for i in range(start, steps):
       rng = np.random.default_rng([*seed, i])  # per step, so a resumed run draws what the full run drew
-      state, loss, acc = step_fn(state, jnp.asarray(natural(rng, half)), jnp.asarray(visualizations(rng, half)), key)
+      batch = parallel.shard_batch((natural(rng, half), visualizations(rng, half)), mesh)
+      state, loss, acc = step_fn(state, *batch, key)
       bar.update(1)
       if (i + 1) % checkpoint_every == 0 or i + 1 == steps:
+        loss, acc = parallel.to_host((loss, acc))
         history.append({"step": i + 1, "loss": float(loss), "accuracy": float(acc)})
         bar.set_postfix(loss=f"{float(loss):.3f}")
         if path:
-          checkpoint.save_step(path, i + 1, tuple(state), history)
-  return det.Detector(jax.tree_util.tree_map(np.asarray, state.variables), detector.config), history
+          checkpoint.save_step(path, i + 1, parallel.to_host(tuple(state)), history)
+  return det.Detector(parallel.to_host(state.variables), detector.config), history
 
 
 def _key_ints(key: jax.Array) -> list[int]:
