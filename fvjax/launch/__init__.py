@@ -13,14 +13,17 @@ import shutil
 import sys
 import textwrap
 import types
+from typing import Callable
 
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
+from absl.flags import _helpers as flags_helpers
 import matplotlib
 
 from fvjax import data
-from fvjax.launch import distributed_flags
+from fvjax.experiments import config as config_lib
+from fvjax.experiments.config import UNITS_ACCEPTED, parse_units  # pylint: disable=unused-import
 
 matplotlib.use("Agg")  # the scripts write figures to files; never open a window
 
@@ -30,30 +33,7 @@ matplotlib.use("Agg")  # the scripts write figures to files; never open a window
 USER_ERRORS = (KeyError, ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError,
                FileExistsError, IsADirectoryError)
 
-# Largest image side the --size flags take: a float32 render batch grows with
-# the square of it, and 100000 px asks numpy for terabytes (a MemoryError).
-MAX_SIZE = 4096
-
-UNITS_ACCEPTED = "unit indices and ranges a-b with a <= b, such as 3 or 10-12"
-
-
-def parse_units(items, flag="units"):
-  """``["3", "10-12"]`` -> ``[3, 10, 11, 12]`` (flag lists of unit indices and ranges).
-
-  Raises:
-    ValueError: an item that is not an index or an increasing range.
-  """
-  units = []
-  for item in items:
-    lo, _, hi = str(item).partition("-")
-    try:
-      lo, hi = int(lo), int(hi) if hi else int(lo)
-    except ValueError:
-      lo = hi = None
-    if lo is None or hi < lo:  # a reversed range would silently be empty
-      raise ValueError(f"Cannot read --{flag} item {item!r}; accepted: {UNITS_ACCEPTED}.")
-    units += range(lo, hi + 1)
-  return units
+MAX_SIZE = config_lib.MAX_SIZE  # largest image side the --size flags take
 
 
 def check_units(holder, required=True, parse=None):
@@ -107,6 +87,96 @@ def check_image_folder(holder):
     return True
 
   flags.register_validator(holder, check)
+
+
+def _caller_module(depth: int) -> str:
+  """The name absl gives the module ``depth`` frames up (a ``__main__`` script: ``sys.argv[0]``)."""
+  return flags_helpers.get_module_object_and_name(sys._getframe(depth + 1).f_globals).module_name  # pylint: disable=protected-access
+
+
+def define_flags(cls, *, skip: tuple[str, ...] = (), depth: int = 1) -> dict:
+  """Defines an absl flag for every field of the config class ``cls`` (:mod:`fvjax.experiments.config`).
+
+  Each flag has the field's name, default and help text, its bounds (``lower``/``upper``), choices, unit or
+  step-count checks, image-folder check and ``check``, all applied when flags are parsed; it belongs to the
+  calling module (``depth`` frames up: the script), so ``--help`` lists it. Fields with ``cli=False``, nested
+  configs and ``skip`` get no flag.
+
+  Returns:
+    ``{field name: flag holder}`` for :func:`config_from_flags`.
+  """
+  module = _caller_module(depth)
+  holders = {}
+  for f, kind, item, _ in config_lib.fields(cls):
+    meta = f.metadata
+    if not meta.get("cli", False) or f.name in skip:
+      continue
+    name, default, text = f.name, f.default, meta["help"]
+    bounds = dict(lower_bound=meta.get("lower"), upper_bound=meta.get("upper"), module_name=module)
+    if kind is tuple:
+      holder = flags.DEFINE_list(name, None if default is None else [str(v) for v in default], text,
+                                 module_name=module)
+    elif "choices" in meta:
+      holder = flags.DEFINE_enum(name, default, list(meta["choices"]), text, module_name=module)
+    elif kind is bool:
+      holder = flags.DEFINE_bool(name, default, text, module_name=module)
+    elif kind is int:
+      holder = flags.DEFINE_integer(name, default, text, **bounds)
+    elif kind is float:
+      holder = flags.DEFINE_float(name, default, text, **bounds)
+    else:
+      holder = flags.DEFINE_string(name, default, text, module_name=module)
+    if meta.get("units"):
+      check_units(holder, required=meta["units"] == "required", parse=meta.get("parse"))
+    elif kind is tuple and item in (int, float):
+      check_counts(holder, lower=meta.get("lower", 0), example=meta.get("example", "64,128"), number=item)
+    if meta["folder"]:
+      check_image_folder(holder)
+    if "check" in meta:
+      flags.register_validator(holder, lambda v, check=meta["check"]: v is None or check(v),
+                               message=f"Invalid --{name}; accepted: {meta['accepted']}.")
+    holders[name] = holder
+  return holders
+
+
+def config_from_flags(cls, holders: dict, **values):
+  """The config ``cls`` from the parsed flags of :func:`define_flags` (plus ``values`` for other fields)."""
+  return cls(**{name: holder.value for name, holder in holders.items()}, **values)
+
+
+def experiment_script(name: str, experiment: types.ModuleType, workdir: str, workdir_help: str, *,
+                      model: types.ModuleType | None = None, holders: dict | None = None,
+                      extra: Callable[[], dict] = dict, options: Callable[[], dict] = dict) -> Callable:
+  """A launch script of one experiment: defines its flags and returns its ``main``; runs it when ``name`` (the
+  script's ``__name__``) is ``"__main__"``.
+
+  ``main`` builds the experiment's config from the flags, calls ``experiment.run([model,] config, workdir)``
+  and prints ``experiment.summary(metrics)`` and where it wrote.
+
+  Args:
+    name: the script's ``__name__``.
+    experiment: a module of :mod:`fvjax.experiments` (its ``Config``, ``run`` and ``summary``).
+    workdir, workdir_help: the default and help text of ``--workdir``.
+    model: :mod:`fvjax.launch.model_flags` for an experiment on a model (``run(model, config, workdir)``).
+    holders: the flags of the config's fields (default: :func:`define_flags` of ``experiment.Config`` here).
+    extra: ``() -> {field: value}``: config fields that are not flags of ``holders`` (read after parsing).
+    options: ``() -> {name: value}``: keyword arguments of ``run`` (read after parsing).
+  """
+  module = _caller_module(1)
+  holders = define_flags(experiment.Config, depth=2) if holders is None else holders
+  flags.DEFINE_string("workdir", workdir, workdir_help, module_name=module)
+
+  def main(argv):
+    del argv
+    config = config_from_flags(experiment.Config, holders, **extra())
+    where = flags.FLAGS.workdir
+    metrics = experiment.run(*([model.load()] if model else []), config, where, **options())
+    print(f"{experiment.summary(metrics)}\nwrote {where}")
+
+  main.__module__ = name
+  if name == "__main__":
+    run(main)
+  return main
 
 
 def _flag_error(e: flags.Error) -> str:
@@ -228,7 +298,7 @@ def _describe(main):
   script = sys.modules[main.__module__]
   shared = [m for m in vars(script).values()  # model_flags, detector_flags
             if isinstance(m, types.ModuleType) and re.fullmatch(re.escape(__name__) + r"\.\w+_flags", m.__name__)]
-  for module in [script, *shared, distributed_flags]:
+  for module in [script, *shared]:
     for flag in flags.FLAGS.get_key_flags_for_module(module):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   note = textwrap.fill(f"--flagfile=NAME reads flags from a file: a path, or the name of a flagfile shipped with "
@@ -282,8 +352,7 @@ def run(main):
   Flags are parsed and validated first (absl bounds and validators); then the
   script's ``--workdir`` (when it has one) is created and checked, before
   ``main`` loads anything. A run that fails on a user error removes the
-  workdir it created, so a typo leaves nothing behind. With ``--distributed``
-  (:mod:`fvjax.launch.distributed_flags`), ``jax.distributed`` starts first.
+  workdir it created, so a typo leaves nothing behind.
   """
   # absl logs INFO to stderr: jax's note that it found no TPU would precede every error line, and orbax
   # reports every step of every checkpoint. Warnings and errors still show; --verbosity=0 brings INFO back.
@@ -294,7 +363,6 @@ def run(main):
       absl_logging.set_verbosity(absl_logging.WARNING)
     created = None
     try:
-      distributed_flags.initialize()  # --distributed: before any JAX computation
       if "workdir" in flags.FLAGS and flags.FLAGS["workdir"].value:
         created = _prepare_workdir(flags.FLAGS["workdir"].value)
       return main(argv)
