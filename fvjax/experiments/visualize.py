@@ -7,9 +7,9 @@ the largest value of the same unit over the natural images.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Sequence
 
 import jax
 import numpy as np
@@ -17,23 +17,46 @@ import numpy as np
 from fvjax import data
 from fvjax import io
 from fvjax import plots
+from fvjax.experiments import config as config_lib
 from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
 
+option = config_lib.option
 
-def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, key: jax.Array,
-        thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), natural_images: np.ndarray | None = None,
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Settings of :func:`run` (Lucid's defaults); the flags of ``fvjax.launch.visualize``."""
+
+  layer: str = option("logits", "Layer whose units to visualize.")
+  units: tuple[int, ...] = option((281, 967), "Unit indices (or a range a-b).", units="required")
+  steps: int = option(render_lib.LUCID_STEPS, "Optimisation steps (Lucid: 512).", lower=1)
+  thresholds: tuple[int, ...] = option((), "Extra step counts to record (default: only --steps).")
+  size: int | None = config_lib.size(None, "Image side in pixels (default: the model's input size).")
+  seed: int = config_lib.seed()
+  redirected_relu_steps: int = option(render_lib.LUCID_REDIRECTED_RELU_STEPS, "Steps with Lucid's redirected ReLU "
+                                      "(Lucid's default: 16; 0 turns it off).", lower=0)
+
+  def __post_init__(self):
+    config_lib.validate(self)
+    if self.thresholds and max(self.thresholds) > self.steps:
+      raise ValueError(f"--thresholds must not exceed --steps={self.steps} (the run stops there); got "
+                       f"{max(self.thresholds)}.")
+
+  @property
+  def all_thresholds(self) -> list[int]:
+    """The recorded step counts: ``thresholds`` and ``steps``, sorted."""
+    return sorted({*self.thresholds, self.steps})
+
+
+def run(model: ModelRecord, config: Config, workdir: str, *, natural_images: np.ndarray | None = None,
         progress: bool = True, **render_options) -> dict:
-  """Renders ``units`` of ``layer`` as one batch and writes PNGs, a grid and metrics.
+  """Renders the units of ``config.layer`` as one batch and writes PNGs, a grid and metrics.
 
   Args:
     model: the model record.
-    layer: layer name.
-    units: unit (channel) indices, one image each.
+    config: the settings.
     workdir: output folder (created).
-    key: PRNG key.
-    thresholds: step counts at which values are recorded; the last one's
-      images are written.
     natural_images: ``[N,H,W,3]`` in ``[0,1]``; default the embedded photos.
     progress: progress bar.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
@@ -41,12 +64,14 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   Returns:
     The metrics dict written to ``metrics.json``.
   """
+  layer = config.layer
   model.check_layer(layer)
-  units = [int(u) for u in units]
+  units = list(config.units)
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
-  result = render_lib.render(model, units, layer=layer, key=key, thresholds=thresholds,
-                             progress=progress, **render_options)
+  result = render_lib.render(model, units, layer=layer, key=jax.random.PRNGKey(config.seed),
+                             thresholds=config.all_thresholds, size=config.size,
+                             redirected_relu_steps=config.redirected_relu_steps, progress=progress, **render_options)
   seconds = time.time() - start
   if natural_images is None:
     natural_images, _ = data.sample_photos(model.input_size[0])
@@ -73,3 +98,10 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
   }
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
+
+
+def summary(metrics: dict) -> str:
+  """Each unit's objective value at the last threshold against its largest value on the natural images."""
+  last = str(metrics["thresholds"][-1])
+  return "\n".join(f"{metrics['layer']}:{u}  fv={m['value_at_threshold'][last]:.3f}  natural max={m['natural_max']:.3f}"
+                   for u, m in metrics["units"].items())
