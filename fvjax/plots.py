@@ -47,3 +47,35 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 110) -> Non
     fig.savefig(tmp, dpi=dpi, format=os.path.splitext(os.fspath(path))[1].lstrip(".") or "png",
                 bbox_inches="tight")
   plt.close(fig)
+
+
+def path_similarity(metrics: dict) -> plt.Figure:
+  """The sanity check's figure: layer depth vs S_fv, S_same, S_diff (with 95% bands) and the normalized path
+  similarity (``metrics`` of :func:`fvjax.experiments.sanity_check.run`)."""
+  layers = metrics["layers"]
+  x = np.arange(len(layers))
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2))
+  styles = (("s_same", "natural, same class", "tab:green"), ("s_fv", "visualization vs natural (same class)", "tab:red"),
+            ("s_diff", "natural, other class", "tab:blue"))
+  for name, label, colour in styles:
+    y = np.array([metrics["per_layer"][l][name] for l in layers])
+    ci = np.array([metrics["per_layer"][l][f"{name}_ci"] for l in layers])
+    ax1.plot(x, y, "-o", ms=3, color=colour, label=label)
+    ax1.fill_between(x, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
+  ax1.set_ylabel(f"{metrics['measure']} similarity")
+  ax1.legend(fontsize=8)
+  y = np.array([metrics["per_layer"][l]["normalized"] for l in layers])
+  ci = np.array([metrics["per_layer"][l]["normalized_ci"] for l in layers])
+  ax2.plot(x, y, "-o", ms=3, color="black")
+  ax2.fill_between(x, ci[:, 0], ci[:, 1], color="gray", alpha=0.3)
+  ax2.axhline(1.0, color="tab:green", ls="--", lw=1, label="like same-class natural images")
+  ax2.axhline(0.0, color="tab:blue", ls="--", lw=1, label="like other-class natural images")
+  ax2.set_ylabel("normalized path similarity")
+  ax2.legend(fontsize=8)
+  for ax in (ax1, ax2):
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, rotation=70, fontsize=7)
+    ax.set_xlabel("layer (depth)")
+  fig.suptitle(f"{metrics['model']}: {metrics['num_classes']} classes, {metrics['steps']} steps")
+  fig.tight_layout()
+  return fig

@@ -1,5 +1,6 @@
 """The sanity-check job on an ImageNet-layout folder (the paper's mode), with a tiny model."""
 
+import dataclasses
 import json
 
 import jax
@@ -26,8 +27,8 @@ def test_folder_mode_streams_classes_and_resumes(tmp_path):
                                                                "class_4 (n003)")
   assert classes.load(2).shape == (3, 64, 64, 3)
   work = tmp_path / "work"
-  metrics = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
-                             num_other=2, num_bootstrap=20, progress=False)
+  config = sanity_check.Config(steps=3, render_batch=2, num_other=2, num_bootstrap=20)
+  metrics = sanity_check.run(model, config, str(work), classes=classes, progress=False)
   assert metrics["num_classes"] == 4 and metrics["num_other_classes"] == 2
   assert len(list((work / "store").glob("visualizations-*.npz"))) == 2  # one entry per render chunk
   # Colour-blob classes: natural images of a class are more alike than across classes.
@@ -37,8 +38,7 @@ def test_folder_mode_streams_classes_and_resumes(tmp_path):
   progress = dict(np.load(entry))
   progress["fv"][:2] = np.nan
   np.savez(entry, **progress)
-  again = sanity_check.run(model, classes, str(work), key=jax.random.PRNGKey(0), steps=3, render_batch=2,
-                           num_other=2, num_bootstrap=20, progress=False)
+  again = sanity_check.run(model, config, str(work), classes=classes, progress=False)
   assert again["per_layer"] == json.loads(json.dumps(metrics["per_layer"]))
 
 
@@ -52,16 +52,13 @@ def _two_classes():
 def test_rerun_with_other_settings_never_reuses_old_results(tmp_path):
   """A workdir reused with another measure, layer list, step count or seed gives that run's own numbers."""
   model, classes = models.load("tiny_cnn"), _two_classes()
-  common = dict(render_batch=2, num_bootstrap=5, progress=False)
-  sanity_check.run(model, classes, str(tmp_path / "w"), key=jax.random.PRNGKey(0), steps=2, layers=["conv1", "conv2"],
-                   **common)
+  base = sanity_check.Config(steps=2, layers=("conv1", "conv2"), render_batch=2, num_bootstrap=5)
+  sanity_check.run(model, base, str(tmp_path / "w"), classes=classes, progress=False)
   for change in (dict(measure="pearson"), dict(layers=["conv1", "logits"]), dict(steps=3), dict(seed=1)):
-    options = dict(steps=2, layers=["conv1", "conv2"], **common)
-    options.update({k: v for k, v in change.items() if k != "seed"})
-    key = jax.random.PRNGKey(change.get("seed", 0))
-    reused = sanity_check.run(model, classes, str(tmp_path / "w"), key=key, **options)
-    fresh = sanity_check.run(model, classes, str(tmp_path / f"fresh_{len(change)}_{list(change)[0]}"), key=key,
-                             **options)
+    config = dataclasses.replace(base, **change)
+    reused = sanity_check.run(model, config, str(tmp_path / "w"), classes=classes, progress=False)
+    fresh = sanity_check.run(model, config, str(tmp_path / f"fresh_{len(change)}_{list(change)[0]}"),
+                             classes=classes, progress=False)
     assert reused["per_layer"] == fresh["per_layer"], change
 
 
@@ -71,13 +68,13 @@ def test_degenerate_settings_are_refused_before_any_work(tmp_path):
   model = models.load("tiny_cnn")
   one = sanity_check.ClassImages((3,), lambda i: np.zeros((2, 64, 64, 3), np.float32), ("x",))
   with pytest.raises(ValueError, match="at least 2 classes"):
-    sanity_check.run(model, one, str(tmp_path), key=jax.random.PRNGKey(0))
+    sanity_check.run(model, sanity_check.Config(), str(tmp_path), classes=one)
   two = one._replace(classes=(3, 4), names=("x", "y"))
-  with pytest.raises(ValueError, match="num_bootstrap must be at least 1"):
-    sanity_check.run(model, two, str(tmp_path), key=jax.random.PRNGKey(0), num_bootstrap=0)
+  with pytest.raises(ValueError, match=r"num_bootstrap=0; accepted: an integer >= 1"):  # the config refuses it
+    sanity_check.Config(num_bootstrap=0)
   as_uint8 = two._replace(load=lambda i: np.full((2, 64, 64, 3), 200, np.uint8))
   with pytest.raises(ValueError, match=r"must be floats in \[0, 1\]"):
-    sanity_check.run(model, as_uint8, str(tmp_path / "u8"), key=jax.random.PRNGKey(0), steps=1, num_bootstrap=2,
+    sanity_check.run(model, sanity_check.Config(steps=1, num_bootstrap=2), str(tmp_path / "u8"), classes=as_uint8,
                      progress=False)
   broken = model.replace(params=jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), model.params))
   with pytest.raises(ValueError, match="non-finite logits"):

@@ -18,6 +18,7 @@ with the same settings resumes and one with other settings starts afresh.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import os
 import time
@@ -34,6 +35,7 @@ from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
 from fvjax import store
+from fvjax.experiments import config as config_lib
 from fvjax.models import labels as labels_lib
 from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
@@ -137,40 +139,72 @@ def feature_fn(model: ModelRecord, layers: Sequence[str], measure: str, reductio
   return fn
 
 
-def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Array, layers: Sequence[str] | None = None,
-        steps: int = 512, size: int | None = None, render_batch: int = 32, measure: str = "spearman",
-        reduction: str = "flatten", num_other: int = 1, batch_size: int = 16, num_bootstrap: int = 1000,
+option = config_lib.option
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Settings of :func:`run` (Lucid's 512 steps; the paper's 50 images per class); the flags of
+  ``fvjax.launch.sanity_check``."""
+
+  imagenet_dir: str | None = option(
+      None, "ImageNet-layout folder (one subfolder per class, named by WordNet ID, mapped to the model's logits "
+      "by that ID); default: the embedded photos grouped by the model's own top-1 class.", folder=True)
+  class_map: str | None = option(None, "For folders not named by WordNet ID: a file of 'folder_name logit_index' "
+                                 "lines.")
+  per_class: int = option(50, "Natural images per class (image folder).", lower=1)
+  num_classes: int | None = option(None, "Use only the first N classes (default: all).", lower=1)
+  crops_per_photo: int = option(8, "Embedded mode: augmented crops per photo (same-class images; S_same needs at "
+                                "least one).", lower=1)
+  steps: int = option(render_lib.LUCID_STEPS, "Optimisation steps per visualization (Lucid: 512).", lower=1)
+  size: int | None = config_lib.size(None, "Visualization size in px (default: the model's input size).")
+  render_batch: int = option(32, "Class units rendered together (sharded over devices).", lower=1)
+  layers: tuple[str, ...] = option((), "Layers to compare (default: all of the model's).")
+  measure: str = option("spearman", "Similarity.", choices=("spearman", "pearson", "cosine"))
+  reduction: str = option("flatten", "Compare whole activations or per-channel spatial means (paper: unverified).",
+                          choices=("flatten", "channel_mean"))
+  num_other: int = option(1, "Other classes each class is compared with for S_diff.", lower=1)
+  num_bootstrap: int = option(1000, "Bootstrap resamples over classes for the CIs.", lower=1)
+  seed: int = config_lib.seed()
+  batch_size: int = option(16, "Images per forward pass.", lower=1, cli=False)
+
+  def __post_init__(self):
+    config_lib.validate(self)
+
+
+def classes_from(model: ModelRecord, config: Config) -> ClassImages:
+  """The natural images ``config`` names: its ``imagenet_dir``, else the shipped photos with crops."""
+  if config.imagenet_dir:
+    return folder_classes(config.imagenet_dir, model, config.per_class, config.num_classes, config.class_map)
+  return embedded_classes(model, jax.random.PRNGKey(config.seed), config.crops_per_photo, config.num_classes)
+
+
+def run(model: ModelRecord, config: Config, workdir: str, *, classes: ClassImages | None = None,
         progress: bool = True, **render_options) -> dict:
   """Renders class visualizations and computes the layerwise path similarity.
 
   Args:
     model: the model record.
-    classes: natural images by class (:func:`embedded_classes`, :func:`folder_classes`).
+    config: the settings.
     workdir: output folder; rerunning with the same workdir resumes.
-    key: PRNG key (visualizations and the class order).
-    layers: layers to compare (default: all of the model's).
-    steps: optimisation steps per visualization.
-    size: visualization size (default: the model's input size).
-    render_batch: class units rendered together (one image each).
-    measure: ``spearman``, ``pearson`` or ``cosine``.
-    reduction: ``flatten`` (whole activation) or ``channel_mean``.
-    num_other: classes whose images S_diff compares each class with.
-    batch_size: images per forward pass.
-    num_bootstrap: bootstrap resamples (over classes) for the CIs.
+    classes: natural images by class (default: :func:`classes_from`).
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
   Returns:
     The metrics dict (also written to ``metrics.json``).
   """
-  layers = tuple(layers or model.layers)
+  classes = classes_from(model, config) if classes is None else classes
+  key = jax.random.PRNGKey(config.seed)
+  steps, size, render_batch, measure = config.steps, config.size, config.render_batch, config.measure
+  reduction, num_other, batch_size, num_bootstrap = (config.reduction, config.num_other, config.batch_size,
+                                                     config.num_bootstrap)
+  layers = tuple(config.layers or model.layers)
   for l in layers:
     model.check_layer(l)
   if len(classes.classes) < 2:
     raise ValueError(f"The sanity check needs at least 2 classes (S_diff compares a class with others); got "
                      f"{len(classes.classes)}.")
-  if num_bootstrap < 1:
-    raise ValueError(f"num_bootstrap must be at least 1 (the confidence intervals resample classes); got {num_bootstrap}.")
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   render_settings = {**store.model_settings(model), "steps": steps, "size": size, "render_batch": render_batch,
@@ -225,7 +259,7 @@ def run(model: ModelRecord, classes: ClassImages, workdir: str, *, key: jax.Arra
       "per_layer": per_layer,
   }
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
-  plots.save_figure(plot_path_similarity(metrics), os.path.join(workdir, "path_similarity.png"))
+  plots.save_figure(plots.path_similarity(metrics), os.path.join(workdir, "path_similarity.png"))
   titles = [n[:28] for n in classes.names]
   plots.save_figure(plots.labelled_grid(visualizations, titles), os.path.join(workdir, "visualizations.png"))
   return metrics
@@ -249,33 +283,12 @@ def _render_all(model, classes, workdir, key, settings, progress):
   return np.concatenate(out)
 
 
-def plot_path_similarity(metrics: dict):
-  """Layer depth vs S_fv, S_same, S_diff (with 95% bands) and the normalized similarity."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  layers = metrics["layers"]
-  x = np.arange(len(layers))
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2))
-  styles = (("s_same", "natural, same class", "tab:green"), ("s_fv", "visualization vs natural (same class)", "tab:red"),
-            ("s_diff", "natural, other class", "tab:blue"))
-  for name, label, colour in styles:
-    y = np.array([metrics["per_layer"][l][name] for l in layers])
-    ci = np.array([metrics["per_layer"][l][f"{name}_ci"] for l in layers])
-    ax1.plot(x, y, "-o", ms=3, color=colour, label=label)
-    ax1.fill_between(x, ci[:, 0], ci[:, 1], color=colour, alpha=0.2)
-  ax1.set_ylabel(f"{metrics['measure']} similarity")
-  ax1.legend(fontsize=8)
-  y = np.array([metrics["per_layer"][l]["normalized"] for l in layers])
-  ci = np.array([metrics["per_layer"][l]["normalized_ci"] for l in layers])
-  ax2.plot(x, y, "-o", ms=3, color="black")
-  ax2.fill_between(x, ci[:, 0], ci[:, 1], color="gray", alpha=0.3)
-  ax2.axhline(1.0, color="tab:green", ls="--", lw=1, label="like same-class natural images")
-  ax2.axhline(0.0, color="tab:blue", ls="--", lw=1, label="like other-class natural images")
-  ax2.set_ylabel("normalized path similarity")
-  ax2.legend(fontsize=8)
-  for ax in (ax1, ax2):
-    ax.set_xticks(x)
-    ax.set_xticklabels(layers, rotation=70, fontsize=7)
-    ax.set_xlabel("layer (depth)")
-  fig.suptitle(f"{metrics['model']}: {metrics['num_classes']} classes, {metrics['steps']} steps")
-  fig.tight_layout()
-  return fig
+def summary(metrics: dict) -> str:
+  """The path similarity per layer as a table (S_fv, S_same, S_diff, normalized with its 95% CI)."""
+  lines = [f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalized':>10}  95% CI"]
+  for layer in metrics["layers"]:
+    m = metrics["per_layer"][layer]
+    lo, hi = m["normalized_ci"]
+    lines.append(f"{layer:>10} {m['s_fv']:7.3f} {m['s_same']:7.3f} {m['s_diff']:7.3f} {m['normalized']:10.2f}  "
+                 f"[{lo:.2f}, {hi:.2f}]")
+  return "\n".join(lines + [f"{metrics['num_classes']} classes in {metrics['seconds']:.0f} s"])
