@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import fast_compile_env
+from fvjax.experiments import theory
 from fvjax.theory import core
 from fvjax.theory import networks
-from fvjax.theory import report
 from fvjax.theory import samplers
 from fvjax.theory import witnesses
 
@@ -131,7 +131,7 @@ def test_lipschitz_below_range_is_rejected():
   with pytest.raises(ValueError, match="use L >= 1"):
     witnesses.lipschitz(P1, 0.5, [0.5], [1.0], [0.0])
   with pytest.raises(ValueError, match=">= 1"):
-    report.run("/nonexistent/never-written", key=jax.random.PRNGKey(0), lipschitz=[0.5])
+    theory.Config(lipschitz=[0.5])
 
 
 def test_launch_theory_end_to_end(tmp_path):

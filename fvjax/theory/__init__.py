@@ -6,7 +6,8 @@ and their values; the question is whether a query point is a strong activator
 :mod:`~fvjax.theory.witnesses` and :mod:`~fvjax.theory.networks` build two
 functions of the class with the same feature visualization and opposite
 answers (so every decoder errs on one of them), and
-:mod:`~fvjax.theory.report` measures candidate decoders on sampled functions.
+:mod:`~fvjax.theory.report` measures candidate decoders on sampled functions
+(:mod:`fvjax.experiments.theory` runs every class and writes the report).
 Only constant functions and affine functions of one variable are decided.
 
   core        grid, feature visualization, decoders, witness checks
@@ -14,7 +15,7 @@ Only constant functions and affine functions of one variable are decided.
               convex, affine 2-D, L-Lipschitz) and the R/(2L) radius
   samplers    random functions of each class
   networks    ReLU MLPs: hand-set witness, witness trained by ERM (optax)
-  report      all classes: metrics.json, table.md, figures
+  report      the classes, one class's evaluation, the table
 """
 
 from fvjax.theory.core import DECODERS

@@ -1,9 +1,10 @@
-"""All classes of paper section 4 at once: witnesses, decoder error rates, the table.
+"""The classes of paper section 4 and what is measured on each: witnesses, decoder error rates, the table.
 
-:func:`run` builds, for every function class, the witness (or notes that none
-exists), checks it numerically, samples functions of the class and measures
-the error rate of every candidate decoder (:data:`fvjax.theory.core.DECODERS`),
-then writes ``metrics.json``, ``table.md`` and one figure per class.
+:func:`evaluate` builds, for one function class (:func:`function_classes`), the
+witness (or notes that none exists), checks it numerically, samples functions of
+the class and measures the error rate of every candidate decoder
+(:data:`fvjax.theory.core.DECODERS`); :func:`fvjax.experiments.theory.run` does
+it for every class and writes ``metrics.json``, ``table.md`` and one figure per class.
 
 "Reliable (measured)" means: no witness was found *and* the best decoder made
 no error on the sampled functions. Sampled error rates are averages over
@@ -14,7 +15,6 @@ of two functions (worst-case error >= 1/2).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable, NamedTuple, Sequence
 
@@ -22,9 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fvjax import io
 from fvjax.theory import core
-from fvjax.theory import figures
 from fvjax.theory import networks
 from fvjax.theory import samplers
 from fvjax.theory import witnesses
@@ -165,58 +163,3 @@ def markdown_table(rows: Sequence[dict]) -> str:
     lines.append(f"| {r['title']} | {r['dim']} | {yes(r['paper_reliable'])} | {yes(r['reliable'])} | "
                  f"{yes(r['witness_found'])} | {r['best_decoder']} | {r['error']:.3f} | {pair} |")
   return "\n".join(lines) + "\n"
-
-
-def run(workdir: str, *, key: jax.Array, grid_size: int = 65, lipschitz: Sequence[float] = (1, 2, 4, 8, 16),
-        num_samples: int = 1000, num_trained: int = 32, erm_steps: int = 3000,
-        figure_paths: Sequence[str] = ()) -> dict:
-  """Evaluates every class and writes ``metrics.json``, ``table.md`` and ``<class>.png`` into ``workdir``.
-
-  Args:
-    workdir: output folder (created).
-    key: PRNG key.
-    grid_size: points per axis of the grid on ``[0,1]^d``.
-    lipschitz: the Lipschitz constants to sweep (each >= 1: the functions have
-      range 1 on [0, 1]).
-    num_samples: sampled functions per class (32 grid queries each).
-    num_trained: at most this many networks trained by ERM for the sample.
-    erm_steps: Adam steps for each network of the ERM witness.
-    figure_paths: extra paths for the combined figure of all witnesses.
-
-  Returns:
-    The metrics written to ``metrics.json``: ``rows`` (the table), ``details``
-    per class, ``lipschitz`` (per L), ``config``.
-  """
-  if grid_size < 3:
-    raise ValueError(f"--grid must be at least 3 points per axis, got {grid_size}.")
-  if num_samples < 1:
-    raise ValueError(f"--num_samples must be positive, got {num_samples}.")
-  bad = [l for l in lipschitz if not l >= 1]
-  if bad:
-    raise ValueError(f"Lipschitz constants must be >= 1 (no function with range 1 on [0,1] has a smaller one), "
-                     f"got {bad}.")
-  os.makedirs(workdir, exist_ok=True)
-  rows, details, pairs = [], {}, {}
-  classes = function_classes(lipschitz, num_trained, erm_steps)
-  for cls, k in zip(classes, jax.random.split(key, len(classes))):
-    row, w, detail = evaluate(cls, k, grid_size, num_samples)
-    rows.append(row)
-    details[cls.name] = detail
-    pairs[cls.name] = w
-  p1, p2 = core.grid(grid_size, 1), core.grid(grid_size, 2)
-  lip = [lipschitz_details(k, p1, p2, float(l), num_samples)
-         for l, k in zip(lipschitz, jax.random.split(jax.random.fold_in(key, 1), max(len(lipschitz), 1)))]
-  metrics = {"rows": rows, "details": details, "lipschitz": lip,
-             "config": {"grid": grid_size, "lipschitz": list(lipschitz), "num_samples": num_samples,
-                        "num_trained": num_trained, "erm_steps": erm_steps, "queries_per_function": 32,
-                        "decoders": list(core.DECODERS)}}
-  io.write_json(os.path.join(workdir, "metrics.json"), metrics)
-  with io.atomic_path(os.path.join(workdir, "table.md")) as tmp:
-    with open(tmp, "w") as f:
-      f.write(markdown_table(rows))
-  for cls in classes:
-    figures.save(figures.class_figure(cls, pairs[cls.name], details[cls.name], grid_size, lip),
-                 os.path.join(workdir, f"{cls.name}.png"))
-  for path in figure_paths:
-    figures.save(figures.combined_figure(classes, pairs, details, grid_size, lip), path)
-  return metrics
