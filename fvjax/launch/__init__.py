@@ -22,6 +22,7 @@ from absl.flags import _helpers as flags_helpers
 import matplotlib
 
 from fvjax import data
+from fvjax.launch import distributed_flags
 from fvjax.experiments import config as config_lib
 from fvjax.experiments.config import UNITS_ACCEPTED, parse_units  # pylint: disable=unused-import
 
@@ -298,7 +299,7 @@ def _describe(main):
   script = sys.modules[main.__module__]
   shared = [m for m in vars(script).values()  # model_flags, detector_flags
             if isinstance(m, types.ModuleType) and re.fullmatch(re.escape(__name__) + r"\.\w+_flags", m.__name__)]
-  for module in [script, *shared]:
+  for module in [script, *shared, distributed_flags]:
     for flag in flags.FLAGS.get_key_flags_for_module(module):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   note = textwrap.fill(f"--flagfile=NAME reads flags from a file: a path, or the name of a flagfile shipped with "
@@ -352,7 +353,8 @@ def run(main):
   Flags are parsed and validated first (absl bounds and validators); then the
   script's ``--workdir`` (when it has one) is created and checked, before
   ``main`` loads anything. A run that fails on a user error removes the
-  workdir it created, so a typo leaves nothing behind.
+  workdir it created, so a typo leaves nothing behind. With ``--distributed``
+  (:mod:`fvjax.launch.distributed_flags`), ``jax.distributed`` starts first.
   """
   # absl logs INFO to stderr: jax's note that it found no TPU would precede every error line, and orbax
   # reports every step of every checkpoint. Warnings and errors still show; --verbosity=0 brings INFO back.
@@ -363,6 +365,7 @@ def run(main):
       absl_logging.set_verbosity(absl_logging.WARNING)
     created = None
     try:
+      distributed_flags.initialize()  # --distributed: before any JAX computation
       if "workdir" in flags.FLAGS and flags.FLAGS["workdir"].value:
         created = _prepare_workdir(flags.FLAGS["workdir"].value)
       return main(argv)
