@@ -1,12 +1,30 @@
 """Shared fixtures: the real embedded model is built once per test session."""
 
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 
 import matplotlib
 import numpy as np
 import pytest
 
 matplotlib.use("Agg")  # figures go to files in tests
+
+# One persistent XLA compilation cache for the whole run, shared by both xdist
+# workers and every subprocess the tests launch (they inherit the
+# environment): most tests compile the same programs again (each train() and
+# render() call builds fresh closures, each launch is a new process), and
+# compilation is most of a small test's time on CPU. Set before jax is
+# imported; a fresh folder per run, so timings are those of a cold cache (set
+# JAX_COMPILATION_CACHE_DIR yourself to keep one between runs). The cache key
+# covers the program, the compile options and XLA_FLAGS, so results are the
+# same as without it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="fvjax-tests-xla-")
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)  # by its creator
 
 
 @functools.cache
