@@ -134,7 +134,8 @@ def broadcast_bytes(data: bytes | None) -> bytes | None:
   n = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if data is None or not first else len(data))))
   if n < 0:
     return None
-  size = 1 << max(n - 1, 1023).bit_length()  # a few buffer sizes, so a few compiled broadcasts
+  # A few buffer sizes, so a few compiled broadcasts: powers of two up to 1 MiB, then whole MiB.
+  size = 1 << max(n - 1, 1023).bit_length() if n <= 1 << 20 else round_up(n, 1 << 20)
   buffer = np.zeros(size, np.uint8)
   if first:
     buffer[:n] = np.frombuffer(data, np.uint8)

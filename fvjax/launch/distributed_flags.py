@@ -13,9 +13,9 @@ every process; where the explicit flags are missing, ``jax.distributed.initializ
 from absl import flags
 
 DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Run as one process of several (one per host): jax.distributed.initialize with the flags "
-    "below, or what it detects of the cluster (Cloud TPU, SLURM, Open MPI); the device mesh spans every process, "
-    "and only process 0 writes files.")
+    "distributed", False, "Run as one process of several (one per host, or per GPU): jax.distributed.initialize "
+    "with --coordinator_address, --num_processes and --process_id, or what it detects of the cluster (Cloud TPU, "
+    "SLURM, Open MPI); the device mesh spans every process, and only process 0 writes files (README: Scaling out).")
 COORDINATOR_ADDRESS = flags.DEFINE_string(
     "coordinator_address", None, "With --distributed: host:port of process 0, which all processes connect to "
     "(default: detected from the cluster).")
