@@ -27,7 +27,7 @@ import hashlib
 import io as io_lib
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import jax
 import numpy as np
@@ -74,22 +74,25 @@ def _check(found: Any, settings: Mapping[str, Any], where: str) -> None:
     raise ValueError(f"The stored entry {where} was made with other settings than its name says; delete it.")
 
 
-def _read(where: str) -> bytes | None:
-  """The bytes of the file ``where`` (``None``: no such file), as process 0 reads them."""
+def _open(where: str) -> BinaryIO | None:
+  """The file ``where`` opened for reading (``None``: no such file); in a multi-process run, process 0's copy."""
+  if not parallel.is_distributed():
+    return open(where, "rb") if os.path.exists(where) else None
   data = None
   if parallel.is_writer() and os.path.exists(where):
     with open(where, "rb") as f:
       data = f.read()
-  return parallel.broadcast_bytes(data)
+  data = parallel.broadcast_bytes(data)
+  return None if data is None else io_lib.BytesIO(data)
 
 
 def load_arrays(workdir: str, name: str, settings: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
   """The arrays saved under ``name`` with these settings, or ``None``."""
   where = path(workdir, name, settings, ".npz")
-  data = _read(where)
-  if data is None:
+  f = _open(where)
+  if f is None:
     return None
-  with np.load(io_lib.BytesIO(data), allow_pickle=False) as z:
+  with f, np.load(f, allow_pickle=False) as z:
     arrays = {k: z[k] for k in z.files}
   _check(json.loads(str(arrays.pop(_SETTINGS))), settings, where)
   return arrays
@@ -108,10 +111,11 @@ def save_arrays(workdir: str, name: str, settings: Mapping[str, Any], arrays: Ma
 def load_json(workdir: str, name: str, settings: Mapping[str, Any]) -> Any | None:
   """The JSON value saved under ``name`` with these settings, or ``None``."""
   where = path(workdir, name, settings, ".json")
-  data = _read(where)
-  if data is None:
+  f = _open(where)
+  if f is None:
     return None
-  entry = json.loads(data)
+  with f:
+    entry = json.load(f)
   _check(entry["settings"], settings, where)
   return entry["value"]
 
