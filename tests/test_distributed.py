@@ -48,32 +48,42 @@ def _env(devices):
   return env
 
 
-def _launch(args, hosts):
-  """Runs ``python -m args`` as ``len(hosts)`` processes of one jax.distributed run, process i in folder hosts[i]
-  (one process: no --distributed); returns their stderr. Both are killed on failure or after TIMEOUT seconds."""
-  extra = [[]] if len(hosts) == 1 else [
-      ["--distributed", f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={len(hosts)}",
-       f"--process_id={i}"] for port in [_free_port()] for i in range(len(hosts))]
-  env = _env(2 if len(hosts) > 1 else 4)  # four devices in all, either way
-  procs = []
-  for host, flags in zip(hosts, extra):
-    host.mkdir(parents=True, exist_ok=True)
-    procs.append(subprocess.Popen([sys.executable, "-m", *args, *flags], cwd=host, env=env, text=True,
-                                  stdout=open(host / "stdout.txt", "w"), stderr=open(host / "stderr.txt", "w")))
-  deadline = time.monotonic() + TIMEOUT
+def _run_all(commands, hosts, env):
+  """Runs ``commands[i]`` in the folder ``hosts[i]`` (its stdout.txt and stderr.txt there), all at once; returns
+  their exit statuses. When one fails, or after TIMEOUT seconds, every one still running is killed (a process
+  whose peer died would otherwise wait in a collective)."""
+  procs, files = [], []
   try:
-    for p in procs:
-      p.wait(timeout=max(1.0, deadline - time.monotonic()))
-  except subprocess.TimeoutExpired:
-    pass
+    for host, command in zip(hosts, commands):
+      host.mkdir(parents=True, exist_ok=True)
+      files += [open(host / "stdout.txt", "w"), open(host / "stderr.txt", "w")]
+      procs.append(subprocess.Popen(command, cwd=host, env=env, text=True, stdout=files[-2], stderr=files[-1]))
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+      if any(p.poll() not in (None, 0) for p in procs):
+        break
+      time.sleep(0.2)
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
         p.wait()
+    for f in files:
+      f.close()
+  return [p.returncode for p in procs]
+
+
+def _launch(args, hosts):
+  """Runs ``python -m args`` as ``len(hosts)`` processes of one jax.distributed run, process i in folder hosts[i]
+  (one process: no --distributed); returns their stderr."""
+  extra = [[]] if len(hosts) == 1 else [
+      ["--distributed", f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={len(hosts)}",
+       f"--process_id={i}"] for port in [_free_port()] for i in range(len(hosts))]
+  env = _env(2 if len(hosts) > 1 else 4)  # four devices in all, either way
+  codes = _run_all([[sys.executable, "-m", *args, *flags] for flags in extra], hosts, env)
   logs = [(host / "stderr.txt").read_text() for host in hosts]
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-3000:]
+  for code, log in zip(codes, logs):
+    assert code == 0, log[-3000:]
   return logs
 
 
@@ -189,21 +199,9 @@ def test_detector_training_on_two_processes_equals_one(tmp_path):
   runs = [([single], [[str(single)]], 4), ([tmp_path / "p0", tmp_path / "p1"],
                                            [[str(shared), f"127.0.0.1:{port}", str(i)] for i in range(2)], 2)]
   for hosts, argvs, devices in runs:
-    procs = []
-    for host, argv in zip(hosts, argvs):
-      host.mkdir(exist_ok=True)
-      procs.append(subprocess.Popen([sys.executable, str(tmp_path / "train.py"), *argv], cwd=host, env=_env(devices),
-                                    text=True, stdout=open(host / "stdout.txt", "w"), stderr=subprocess.STDOUT))
-    try:
-      for p in procs:
-        p.wait(timeout=TIMEOUT)
-    finally:
-      for p in procs:
-        if p.poll() is None:
-          p.kill()
-          p.wait()
-    for p, host in zip(procs, hosts):
-      assert p.returncode == 0, (host / "stdout.txt").read_text()[-3000:]
+    codes = _run_all([[sys.executable, str(tmp_path / "train.py"), *argv] for argv in argvs], hosts, _env(devices))
+    for code, host in zip(codes, hosts):
+      assert code == 0, (host / "stderr.txt").read_text()[-3000:]
   one = json.loads((single / "stdout.txt").read_text().splitlines()[-1])
   for i in range(2):
     two = json.loads((tmp_path / f"p{i}" / "stdout.txt").read_text().splitlines()[-1])
