@@ -18,7 +18,7 @@ process as numpy arrays (:func:`to_host`). Only process 0 writes files
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -47,6 +47,27 @@ def process_share(n: int) -> range:
   per = -(-n // jax.process_count())
   start = min(n, jax.process_index() * per)
   return range(start, min(n, start + per))
+
+
+def process_items(items: Iterable[Any]) -> Iterator[Any]:
+  """The items this process handles: every ``processes``-th, from its own index (all of them on one process).
+
+  For work whose results combine in any order (maxima: :func:`process_max`); every process still iterates over
+  all the items (a stream of batches is read everywhere, computed on once).
+  """
+  if not is_distributed():
+    yield from items
+    return
+  index, count = jax.process_index(), jax.process_count()
+  for i, item in enumerate(items):
+    if i % count == index:
+      yield item
+
+
+def process_max(x: Any) -> np.ndarray:
+  """The elementwise maximum of every process's ``x`` (the same shape on each), on every process (a collective)."""
+  x = np.asarray(x)
+  return multihost_utils.process_allgather(x).max(axis=0) if is_distributed() else x
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:

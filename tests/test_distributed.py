@@ -209,3 +209,40 @@ def test_detector_training_on_two_processes_equals_one(tmp_path):
     np.testing.assert_allclose(np.load(shared / f"variables{i}.npy"), np.load(single / "variables0.npy"), rtol=1e-5,
                                atol=1e-6)
   assert sorted(os.listdir(shared / "train_state")) == sorted(os.listdir(single / "train_state"))  # orbax's steps
+
+
+CALIBRATE = r"""
+import json, sys
+import jax
+jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+import numpy as np
+from fvjax import models
+from fvjax.fooling import silent
+model = models.load("tiny_cnn")
+images = np.random.default_rng(0).uniform(size=(13, 64, 64, 3)).astype(np.float32)
+stream = lambda: (images[i:i + 4] for i in range(1, 13, 4))  # 3 batches: 2 on process 0, 1 on process 1
+filters = silent.fooling_filters(model, "conv3/conv", images[0], stream(), key=jax.random.PRNGKey(0), steps=2)
+print(json.dumps({"bias": filters.bias.tolist(), "silent": silent.silent_units(model, "conv1", stream()).tolist()}))
+"""
+
+
+def test_silent_calibration_on_two_processes_equals_one(tmp_path):
+  """Each process computes the maxima of its share of the calibration batches; combined, the single run's biases."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from fvjax import models  # pylint: disable=g-import-not-at-top
+  from fvjax.fooling import silent  # pylint: disable=g-import-not-at-top
+  (tmp_path / "calibrate.py").write_text(CALIBRATE)
+  hosts, port = [tmp_path / "p0", tmp_path / "p1"], _free_port()
+  codes = _run_all([[sys.executable, str(tmp_path / "calibrate.py"), f"127.0.0.1:{port}", str(i)] for i in range(2)],
+                   hosts, _env(1))
+  for code, host in zip(codes, hosts):
+    assert code == 0, (host / "stderr.txt").read_text()[-3000:]
+  model = models.load("tiny_cnn")
+  images = np.random.default_rng(0).uniform(size=(13, 64, 64, 3)).astype(np.float32)
+  batches = [images[i:i + 4] for i in range(1, 13, 4)]
+  filters = silent.fooling_filters(model, "conv3/conv", images[0], batches, key=jax.random.PRNGKey(0), steps=2)
+  quiet = silent.silent_units(model, "conv1", batches)
+  for host in hosts:
+    out = json.loads((host / "stdout.txt").read_text().splitlines()[-1])
+    np.testing.assert_allclose(out["bias"], filters.bias, rtol=1e-6)
+    assert out["silent"] == quiet.tolist()

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fvjax import parallel
 from fvjax.models import activations
 from fvjax.models import surgery
 from fvjax.models.record import ModelRecord
@@ -151,10 +152,17 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
 
 
 def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:
-  """``[cout]``: the largest ``conv(input, kernel)`` over every image and position."""
+  """``[cout]``: the largest ``conv(input, kernel)`` over every image and position.
+
+  In a multi-process run each process computes its share of the batches
+  (:func:`fvjax.parallel.process_items`) and the maxima are combined over processes.
+  """
   capture, conv = surgery.capture(record, path), conv_function(record, path)
   fn = jax.jit(lambda p, k, x: conv(capture(p, x)[0], k).max(axis=(0, 1, 2)))
-  return np.max(np.stack([np.asarray(fn(record.params, kernel, b)) for b in images]), axis=0)
+  maxima = [np.asarray(fn(record.params, kernel, b)) for b in parallel.process_items(images)]
+  if not parallel.is_distributed():
+    return np.max(np.stack(maxima), axis=0)
+  return parallel.process_max(np.max(maxima, axis=0) if maxima else np.full(np.shape(kernel)[-1], -np.inf, np.float32))
 
 
 def fooling_filters(record: ModelRecord, path: str, target_image: np.ndarray, calibration: Iterable[np.ndarray], *,
@@ -227,8 +235,14 @@ def silent_units(record: ModelRecord, layer: str, images: Iterable[np.ndarray]) 
     record = expose(record, layer)
   fn = jax.jit(lambda p, x: record.apply(p, x)[1][layer])
   peak = None
-  for batch in images:
+  for batch in parallel.process_items(images):  # on several processes: each its share, maxima combined
     act = np.asarray(fn(record.params, batch))
     m = np.abs(act).reshape(-1, act.shape[-1]).max(axis=0)
     peak = m if peak is None else np.maximum(peak, m)
+  if parallel.is_distributed():
+    if peak is None:  # no batch here: zeros, the identity of a maximum of absolute values
+      h, w = record.input_size
+      width = jax.eval_shape(fn, record.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)).shape[-1]
+      peak = np.zeros(width, np.float32)
+    peak = parallel.process_max(peak)
   return np.flatnonzero(peak == 0)
