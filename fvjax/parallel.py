@@ -12,8 +12,10 @@ device of every process, values every process holds alike (params, rendering
 state, shipped photos) are placed with :func:`put`, each process may feed only
 its own share of a set of images (:func:`process_share`,
 ``map_batches(..., process_local=True)``), and results come back to every
-process as numpy arrays (:func:`to_host`). Only process 0 writes files
-(:func:`is_writer`, used by :mod:`fvjax.io`).
+process as numpy arrays (:func:`to_host`); work whose results combine by a
+maximum takes every N-th item on each process (:func:`process_items`,
+:func:`process_max`). Only process 0 writes files (:func:`is_writer`, used by
+:mod:`fvjax.io`).
 """
 
 from __future__ import annotations
