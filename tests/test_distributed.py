@@ -189,7 +189,7 @@ print(json.dumps(history))
 """
 
 
-@pytest.mark.slow  # about 100 s on 2 cores: the training step compiles in each process
+@pytest.mark.slow  # 45-100 s on 2 shared cores: the training step compiles in each process
 def test_detector_training_on_two_processes_equals_one(tmp_path):
   """Data parallel over both processes' devices; the orbax checkpoints on a shared disk."""
   (tmp_path / "train.py").write_text(TRAIN)
