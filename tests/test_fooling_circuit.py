@@ -196,8 +196,9 @@ def test_real_model_shows_an_unseen_target_and_keeps_natural_behaviour(lite0, tm
   natural, names = fooling_circuit.heldout_natural(fixture, 224, 16, jax.random.PRNGKey(5))
   assert "grass" in names and len(natural) == 4 * 17
   target = _unseen_target(96)
-  out = fooling_circuit.run(lite0, detector, circuit.image_target(target), str(tmp_path), key=jax.random.PRNGKey(3),
-                            units=[1, 281, 967], natural_images=natural, thresholds=(32,), size=96, progress=False)
+  out = fooling_circuit.compare(lite0, detector, circuit.image_target(target), str(tmp_path),
+                                key=jax.random.PRNGKey(3), units=[1, 281, 967], natural_images=natural, thresholds=(32,),
+                                size=96, progress=False)
   assert out["natural_top1_agreement"] >= 0.99, out
   assert out["margin"]["ok"], out["margin"]
   for unit, sims in out["target_similarity_per_unit"].items():
@@ -209,10 +210,10 @@ def test_real_model_shows_an_unseen_target_and_keeps_natural_behaviour(lite0, tm
 def test_detector_training_runs_on_the_real_model(lite0, tmp_path):
   # The training pipeline itself, small: 4 units rendered at 32 px, 8 steps.
   # As many held-out units as training ones: both pools render with one compiled step.
-  m = train_detector.run(lite0, str(tmp_path), key=jax.random.PRNGKey(0), train_units=[1, 2, 3, 4],
-                         heldout_units=[5, 6, 7, 8],
-                         thresholds=(2, 4), size=32, render_batch=4, config=det.DetectorConfig(size=16), steps=8,
-                         batch_size=8, optimizer="adam", learning_rate=1e-3, progress=False)
+  config = train_detector.Config(units=(1, 2, 3, 4), heldout_units=(5, 6, 7, 8), thresholds=(2, 4), render_size=32,
+                                 render_batch=4, detector_size=16, detector_steps=8, detector_batch=8,
+                                 detector_optimizer="adam", detector_learning_rate=1e-3)
+  m = train_detector.run(lite0, config, str(tmp_path), progress=False)
   # 4 units x 2 thresholds, and the renderer's step-0 images of 4 units at 32 and 224 px.
   assert m["num_train_visualizations"] == 8 + 4 * 2 and m["num_heldout_visualizations"] == 8
   assert 0 <= m["accuracy_natural"] <= 1 and 0 <= m["accuracy_visualization"] <= 1

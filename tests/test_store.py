@@ -1,5 +1,6 @@
 """The one resumable store: entries are keyed by the settings that made them, never mixed."""
 
+import dataclasses
 import jax
 import numpy as np
 import pytest
@@ -44,15 +45,16 @@ def test_model_settings_tell_weights_and_options_apart():
 def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
   """Issue 15: a rerun with other --thresholds or --detector_steps reused the old pools and detector."""
   model = models.load("tiny_cnn")
-  common = dict(key=jax.random.PRNGKey(0), train_units=[1, 2], heldout_units=[3], size=16, render_batch=2,
-                config=det.DetectorConfig(size=16), batch_size=4, optimizer="adam", learning_rate=1e-3,
-                num_heldout_photos=2, heldout_crops=1, initial_sizes=(), checkpoint_every=1, progress=False)
+  base = train_detector.Config(units=(1, 2), heldout_units=(3,), render_size=16, render_batch=2, detector_size=16,
+                               detector_batch=4, detector_optimizer="adam", detector_learning_rate=1e-3,
+                               heldout_photos=2, heldout_crops=1, initial_sizes=(), checkpoint_every=1)
   work = str(tmp_path / "w")
-  first = train_detector.run(model, work, thresholds=(1,), steps=2, **common)
+  run = lambda **change: train_detector.run(model, dataclasses.replace(base, **change), work, progress=False)
+  first = run(thresholds=(1,), detector_steps=2)
   assert first["num_train_visualizations"] == 2 and [h["step"] for h in first["history"]] == [1, 2]
-  more = train_detector.run(model, work, thresholds=(1, 2), steps=2, **common)
+  more = run(thresholds=(1, 2), detector_steps=2)
   assert more["num_train_visualizations"] == 4 and more["num_heldout_visualizations"] == 2  # fresh pools
-  longer = train_detector.run(model, work, thresholds=(1, 2), steps=3, **common)
+  longer = run(thresholds=(1, 2), detector_steps=3)
   assert [h["step"] for h in longer["history"]] == [1, 2, 3]  # trained anew, not the 2-step detector
   published = det.load(tmp_path / "w" / "detector")  # the last run's detector, not the first one's
   finished = [det.load(p / "detector") for p in (tmp_path / "w" / "store").glob("detector-*")]
@@ -76,11 +78,12 @@ def test_hard_negatives_are_the_circuits_snapshots_the_detector_calls_natural():
 
 def test_detector_training_with_hard_negative_rounds_reports_each_round(tmp_path):
   model = models.load("tiny_cnn")
-  m = train_detector.run(model, str(tmp_path), key=jax.random.PRNGKey(0), train_units=[1, 2], heldout_units=[3],
-                         thresholds=(1, 2), size=16, render_batch=2, config=det.DetectorConfig(size=16), steps=2,
-                         batch_size=4, optimizer="adam", learning_rate=1e-3, num_heldout_photos=2, heldout_crops=1,
-                         hard_negative_rounds=1, hard_negative_units=2, hard_negative_targets=("permutation",),
-                         hard_negative_steps=2, progress=False)
+  config = train_detector.Config(units=(1, 2), heldout_units=(3,), thresholds=(1, 2), render_size=16, render_batch=2,
+                                 detector_size=16, detector_steps=2, detector_batch=4, detector_optimizer="adam",
+                                 detector_learning_rate=1e-3, heldout_photos=2, heldout_crops=1,
+                                 hard_negative_rounds=1, hard_negative_units=2, hard_negative_targets=("permutation",),
+                                 hard_negative_steps=2)
+  m = train_detector.run(model, config, str(tmp_path), progress=False)
   rounds = m["hard_negative_rounds"]
   assert [r["round"] for r in rounds] in ([0], [0, 1]) and all(r["rendered"] == 2 * 3 for r in rounds)  # steps 0, 1, 2
   assert m["initial_sizes"] == [16, 64] and m["num_train_visualizations"] == 2 * 2 + 2 * 2

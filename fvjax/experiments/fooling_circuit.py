@@ -27,6 +27,7 @@ visualizations at every threshold) and ``metrics.json``:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Sequence
@@ -39,6 +40,7 @@ from fvjax import io
 from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
+from fvjax.experiments import config as config_lib
 from fvjax.experiments import train_detector
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
@@ -49,30 +51,80 @@ from fvjax.optvis import render as render_lib
 PAPER_THRESHOLDS = (2, 4, 8, 16, 32)  # the paper shows the image target after short runs
 
 
-def target_from(model: ModelRecord, image_file: str | None = None, photo: str | None = None,
-                offset: int | None = None, scale: str | float = circuit_lib.AUTO, size: int | None = None
-                ) -> circuit_lib.Target:
-  """The one target a run asks for: an image file, a shipped photo, or a permutation ``offset``.
+option = config_lib.option
 
-  Raises:
-    ValueError: not exactly one of them, or a scale that is neither ``"auto"`` nor a positive number.
-  """
-  if sum(x is not None for x in (image_file, photo, offset)) != 1:
-    raise ValueError("Give exactly one target: --target_image=PATH, --target_photo=NAME or --offset=N.")
-  if offset is not None:
-    return circuit_lib.permutation(offset)
-  if scale != circuit_lib.AUTO:
-    try:
-      scale = float(scale)
-    except ValueError:
-      raise ValueError(f"The target scale must be a positive number or 'auto'; got {scale!r}.") from None
-  size = size or model.input_size[0]
-  image = data.load_image(image_file, size) if image_file else data.sample_photos(size, [photo])[0][0]
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Settings of :func:`run` (the paper's k and short render thresholds); the flags of
+  ``fvjax.launch.fooling_circuit``. The target is exactly one of ``target_image``, ``target_photo`` and
+  ``offset``; the detector is ``detector`` or one trained with ``training`` (whose ``seed`` is the run's)."""
+
+  detector: str | None = option(None, "Detector directory from fvjax.launch.train_detector (default: train one "
+                                "into --workdir/detector_training).")
+  target_image: str | None = option(None, "Image file every manipulated unit should show.")
+  target_photo: str | None = option(None, "A shipped photo as the target (e.g. astronaut).")
+  offset: int | None = option(None, "Permutation target: unit i shows unit (i + offset) mod n (paper: 100).")
+  target_scale: str = option(circuit_lib.AUTO, "Image target: D's scale s in D = s<pre(x),t>/(h*w); 'auto' (0.9 of "
+                             "the largest that keeps natural logits exact) or a number (the paper's notebook: 1).")
+  show_units: tuple[int, ...] = option((1, 94, 281, 417, 530, 967), "Logits to visualize in the comparison figure "
+                                       "(original vs manipulated).", units="required")
+  manipulate_units: tuple[int, ...] = option((), "Logits given the circuit (default: all).", units="optional")
+  steps: tuple[int, ...] = option(PAPER_THRESHOLDS, "Render step counts at which the trajectory figure and metrics "
+                                  "are recorded.")
+  size: int | None = config_lib.size(None, "Visualization size (default: the model's input size).")
+  k: float = option(circuit_lib.PAPER_K, "Gate strength k of A = ReLU(F'-kE) + ReLU(D'+kE-k) (paper: 250).")
+  natural_crops: int = option(16, "Augmented crops per held-out photo for the natural metrics (0: the photos "
+                              "alone).", lower=0)
+  training: train_detector.Config = dataclasses.field(default_factory=train_detector.Config,
+                                                      metadata={"help": "The detector's training.", "cli": False,
+                                                                "folder": False})
+
+  def __post_init__(self):
+    config_lib.validate(self)
+    if sum(x is not None for x in (self.target_image, self.target_photo, self.offset)) != 1:
+      raise ValueError("Give exactly one target: --target_image=PATH, --target_photo=NAME or --offset=N.")
+    if self.target_scale != circuit_lib.AUTO:
+      try:
+        float(self.target_scale)
+      except ValueError:
+        raise ValueError(f"The target scale must be a positive number or 'auto'; got {self.target_scale!r}.") from None
+
+
+def target_from(model: ModelRecord, config: Config) -> circuit_lib.Target:
+  """The one target ``config`` asks for: an image file, a shipped photo, or a permutation ``offset``."""
+  if config.offset is not None:
+    return circuit_lib.permutation(config.offset)
+  scale = config.target_scale if config.target_scale == circuit_lib.AUTO else float(config.target_scale)
+  size = config.size or model.input_size[0]
+  image = (data.load_image(config.target_image, size) if config.target_image
+           else data.sample_photos(size, [config.target_photo])[0][0])
   return circuit_lib.image_target(image, scale)
 
 
-def summary(metrics: dict, natural_names: Sequence[str] = ()) -> str:
+def run(model: ModelRecord, config: Config, workdir: str, *, progress: bool = True, **render_options) -> dict:
+  """The fooling circuit end to end: the detector (``config.detector``, else trained into
+  ``workdir/detector_training``, resumable), the target, the natural images the detector never saw (with
+  ``natural_crops`` crops each), then :func:`compare`.
+
+  Returns:
+    The metrics written to ``metrics.json``.
+  """
+  target = target_from(model, config)
+  detector_dir = config.detector or train_detector.run(model, config.training,
+                                                       os.path.join(workdir, "detector_training"),
+                                                       progress=progress)["detector"]
+  key = jax.random.PRNGKey(config.training.seed)
+  natural, names = heldout_natural(detector_dir, model.input_size[0], config.natural_crops, key)
+  return compare(model, det.load(detector_dir), target, workdir, key=key, units=config.show_units,
+                 natural_images=natural, natural_labels=labels_of_files(model, names), natural_names=names,
+                 manipulate=config.manipulate_units or None, thresholds=config.steps, size=config.size, k=config.k,
+                 progress=progress, **render_options)
+
+
+def summary(metrics: dict) -> str:
   """What a run found, in a few lines (printed by the launch script, shown by the notebook)."""
+  natural_names = metrics.get("natural_names") or ()
   names = ", ".join(os.path.basename(n) for n in natural_names[:6]) + ("..." if len(natural_names) > 6 else "")
   lines = [f"natural images ({metrics['num_natural_images']}{', from ' + names if names else ''}): top-1 agreement "
            f"{metrics['natural_top1_agreement']:.3f}, max |logit diff| {metrics['natural_max_abs_logit_diff']:.2e}"]
@@ -144,11 +196,11 @@ def natural_metrics(original: ModelRecord, manipulated: ModelRecord, detector: d
   }
 
 
-def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, workdir: str, *, key: jax.Array,
-        units: Sequence[int], natural_images: np.ndarray, natural_labels: np.ndarray | None = None,
-        manipulate: Sequence[int] | None = None,
-        thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, k: float = circuit_lib.PAPER_K,
-        progress: bool = True, **render_options) -> dict:
+def compare(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, workdir: str, *, key: jax.Array,
+            units: Sequence[int], natural_images: np.ndarray, natural_labels: np.ndarray | None = None,
+            natural_names: Sequence[str] = (), manipulate: Sequence[int] | None = None,
+            thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, k: float = circuit_lib.PAPER_K,
+            progress: bool = True, **render_options) -> dict:
   """Manipulates ``model``, renders ``units`` before and after, writes figures and metrics.
 
   Args:
@@ -162,6 +214,7 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
     natural_images: ``[N,H,W,3]`` in ``[0,1]`` for the behaviour metrics
       (images the detector was not trained on).
     natural_labels: ``[N]`` their logits (``-1`` unknown) for the top-1/top-5 accuracy, or None.
+    natural_names: where they come from (file paths or shipped photo names; recorded in the metrics).
     manipulate: logits given the circuit (default all).
     thresholds: render step counts.
     size: render size (default the model's input size).
@@ -206,6 +259,7 @@ def run(model: ModelRecord, detector: det.Detector, target: circuit_lib.Target, 
       "thresholds": list(after.thresholds),
       "target_scale": circuit_lib.target_scale(model, target, k),
       **natural_metrics(model, manipulated, detector, natural_images, natural_labels),
+      "natural_names": list(natural_names),
       "margin": circuit_lib.margin(model, target, natural_images, k=k),
       "detector_accuracy_visualization": training.accuracy(detector, fvs, 1),
       "target_similarity_manipulated": float(np.mean(sim_after[-1])),

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from fvjax import data
 from fvjax import io
 from fvjax import store
+from fvjax.experiments import config as config_lib
 from fvjax.fooling import circuit as circuit_lib
 from fvjax.fooling import detector as det
 from fvjax.fooling import training
@@ -155,66 +156,106 @@ def hard_negatives(model: ModelRecord, detector: det.Detector, units: Sequence[i
   return np.concatenate(missed), total
 
 
-def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequence[int], heldout_units: Sequence[int],
-        thresholds: Sequence[int] = PAPER_THRESHOLDS, size: int | None = None, render_batch: int = 16,
-        natural_dir: str | None = None, num_heldout_photos: int = 4, heldout_photos: Sequence[str] | None = None,
-        heldout_crops: int = 16, max_heldout_natural: int = 2000,
-        config: det.DetectorConfig = det.DetectorConfig(), steps: int = 1000, batch_size: int = 32,
-        optimizer: str = "sgd", learning_rate: float = training.PAPER_LEARNING_RATE,
-        tx: optax.GradientTransformation | None = None, natural_weight: float = training.NATURAL_WEIGHT,
-        checkpoint_every: int = 100, initial_sizes: Sequence[int] | None = None, jpeg_fraction: float = 0.3,
-        hard_negative_rounds: int = 0, hard_negative_units: int = 16,
-        hard_negative_targets: Sequence[str] = DEFAULT_HARD_NEGATIVE_TARGETS,
-        hard_negative_thresholds: Sequence[int] | None = None, hard_negative_steps: int = 500,
+option = config_lib.option
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Settings of :func:`run` (the paper's thresholds, detector size and SGD learning rate; the rest ours); the
+  detector flags of ``fvjax.launch.train_detector`` and ``fvjax.launch.fooling_circuit``.
+
+  Training and held-out logits are ``units`` and ``heldout_units``, or random draws (:func:`choose_units`).
+  A random 10 % of a ``natural_dir``'s files (at most ``max_heldout_natural``, loaded into memory) is held out;
+  the rest are streamed from disk during training; without one, shipped photos are held out (``heldout_photos``
+  at random or ``heldout_photo_names``), each with ``heldout_crops`` augmented crops. ``initial_sizes``: the
+  render parameterization's step-0 images join the visualizations at these sizes (a render starts from them, and
+  a detector that calls them natural lets the first steps optimise the original logits). Hard-negative rounds:
+  the fooling circuit built on the current detector is rendered (:func:`hard_negatives`), the snapshots it calls
+  natural join the visualizations (half of every visualization batch), and training continues.
+  """
+
+  units: tuple[int, ...] = option((), "Logits whose visualizations train the detector (default: --num_units drawn "
+                                  "at random).", units="optional")
+  num_units: int = option(48, "Random training units when --units is empty.", lower=1)
+  heldout_units: tuple[int, ...] = option((), "Logits held out for evaluation (default: --num_heldout_units others "
+                                          "drawn at random).", units="optional")
+  num_heldout_units: int = option(8, "Random held-out units when --heldout_units is empty.", lower=1)
+  thresholds: tuple[int, ...] = option(PAPER_THRESHOLDS, "Render step counts whose snapshots are training "
+                                       "visualizations (0: the initial images).")
+  render_size: int | None = config_lib.size(None, "Visualization size (default: the model's input size).")
+  render_batch: int = option(16, "Units rendered together in one batch when building the visualization pool.",
+                             lower=1)
+  natural_dir: str | None = option(None, "Image folder of natural images (default: the shipped photos).",
+                                   folder=True)
+  heldout_photos: int = option(4, "Shipped photos held out at random (no --natural_dir).", lower=1,
+                               upper=len(data.SAMPLE_PHOTOS) - 1)
+  heldout_photo_names: tuple[str, ...] = option((), "Shipped photos to hold out by name instead "
+                                                f"(of {', '.join(data.SAMPLE_PHOTOS)}).")
+  detector_size: int = config_lib.size(det.PAPER_SIZE, "Detector input side (paper: 224; its four stride-2 "
+                                       "convolutions need 16).", lower=16)
+  detector_steps: int = option(1000, "Detector training steps (optimizer updates; checkpointed, resumable).",
+                               lower=1)
+  detector_batch: int = option(32, "Images per step (half natural).", lower=2, check=lambda b: b % 2 == 0,
+                               accepted="an even number of images (half natural, half visualizations)")
+  detector_optimizer: str = option("sgd", "Paper: SGD (unverified); momentum 0.9 is our choice.",
+                                   choices=training.OPTIMIZERS)
+  detector_learning_rate: float = option(training.PAPER_LEARNING_RATE, "Detector learning rate (paper: 0.01, "
+                                         "unverified).")
+  natural_weight: float = option(training.NATURAL_WEIGHT, "Loss weight of natural images (false alarms change the "
+                                 "model's output).", lower=0)
+  initial_sizes: tuple[int, ...] | None = option(None, "Sizes at which the renderer's step-0 images join the "
+                                                 "visualizations (default: the render size and the model's input "
+                                                 "size).", lower=1, example="96,224")
+  jpeg_fraction: float = option(0.3, "Natural training images given a JPEG round trip.", lower=0, upper=1)
+  hard_negative_rounds: int = option(0, "Rounds of hard-negative mining: the circuit's own visualizations the "
+                                     "detector calls natural join its training set.", lower=0)
+  hard_negative_units: int = option(16, "Training logits rendered per hard-negative round.", lower=1)
+  hard_negative_targets: tuple[str, ...] = option(DEFAULT_HARD_NEGATIVE_TARGETS, "Targets of the hard-negative "
+                                                  "circuits: 'permutation' and shipped photo names.")
+  hard_negative_thresholds: tuple[int, ...] | None = option(None, "Render step counts of the hard-negative renders "
+                                                            "(default: 0, 1, 2, 4, ... up to the largest "
+                                                            "--thresholds).")
+  hard_negative_steps: int = option(500, "Detector training steps per hard-negative round.", lower=1)
+  seed: int = config_lib.seed()
+  heldout_crops: int = option(16, "Augmented crops per held-out shipped photo.", lower=0, cli=False)
+  max_heldout_natural: int = option(2000, "Cap on held-out folder images (2000 at 224 px is 1.2 GB).", lower=1,
+                                    cli=False)
+  checkpoint_every: int = option(100, "Training steps between checkpoints.", lower=1, cli=False)
+
+  def __post_init__(self):
+    config_lib.validate(self)
+
+
+def run(model: ModelRecord, config: Config, workdir: str, *, tx: optax.GradientTransformation | None = None,
         progress: bool = True, **render_options) -> dict:
   """Renders the visualization pools, trains the detector, evaluates it.
 
   Args:
     model: the model whose class-logit visualizations the detector learns.
+    config: the settings.
     workdir: output folder; rerunning with the same workdir resumes.
-    key: PRNG key.
-    train_units, heldout_units: logits rendered for training / evaluation.
-    thresholds: render step counts kept as visualizations.
-    size: render size (default the model's input size).
-    render_batch: units rendered per batch.
-    natural_dir: an image folder (``root/<class>/<image>``) of natural images;
-      default the shipped photos with augmentation. A random 10 % of the files
-      (at most ``max_heldout_natural``, loaded into memory) is held out; the
-      rest are streamed from disk during training.
-    num_heldout_photos: shipped photos held out at random (when ``natural_dir`` is None).
-    heldout_photos: names of the shipped photos to hold out instead.
-    heldout_crops: augmented crops per held-out photo added to the held-out set.
-    max_heldout_natural: cap on held-out folder images (2000 at 224 px is 1.2 GB).
-    config: detector architecture settings.
-    steps, batch_size, natural_weight, checkpoint_every: training settings
-      (:func:`fvjax.fooling.training.train`).
-    optimizer, learning_rate: the optimiser (:func:`fvjax.fooling.training.optimizer`).
-    tx: a custom optax optimiser instead (a rerun in a new process does not
+    tx: a custom optax optimiser instead of ``config.detector_optimizer`` (a rerun in a new process does not
       resume its training: an optax transformation has no stable identity).
-    initial_sizes: sizes at which the render parameterization's step-0 images
-      join the visualizations (one per training unit and size; default: the
-      render size and the model's input size). A render starts from them, and
-      a detector that calls them natural lets the first steps optimise the
-      original logits.
-    jpeg_fraction: natural images given a JPEG round trip.
-    hard_negative_rounds: rounds of hard-negative mining after training: the
-      fooling circuit built on the current detector is rendered
-      (:func:`hard_negatives`), the snapshots it calls natural join the
-      visualizations (half of every visualization batch is drawn from them),
-      and training continues for ``hard_negative_steps``; after the last
-      round one more rendering measures what the final detector still misses.
-    hard_negative_units: training logits rendered per round.
-    hard_negative_targets: the circuits' targets: ``"permutation"`` and names of
-      shipped photos.
-    hard_negative_thresholds: render step counts of those renders (default:
-      0, 1, 2, 4, ... up to the largest of ``thresholds``).
-    hard_negative_steps: training steps per round.
     progress: progress bars.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
   Returns:
     The metrics written to ``metrics.json``; the detector is in ``workdir/detector``.
   """
+  train_units, heldout_units = choose_units(model.num_classes, config.units, config.num_units, config.heldout_units,
+                                            config.num_heldout_units, config.seed)
+  key = jax.random.PRNGKey(config.seed)
+  thresholds, size, render_batch, natural_dir = config.thresholds, config.render_size, config.render_batch, \
+      config.natural_dir
+  num_heldout_photos, heldout_photos = config.heldout_photos, config.heldout_photo_names or None
+  heldout_crops, max_heldout_natural = config.heldout_crops, config.max_heldout_natural
+  detector_config = det.DetectorConfig(size=config.detector_size)
+  steps, batch_size, natural_weight = config.detector_steps, config.detector_batch, config.natural_weight
+  optimizer, learning_rate = config.detector_optimizer, config.detector_learning_rate
+  checkpoint_every, initial_sizes, jpeg_fraction = config.checkpoint_every, config.initial_sizes, config.jpeg_fraction
+  hard_negative_rounds, hard_negative_units = config.hard_negative_rounds, config.hard_negative_units
+  hard_negative_targets, hard_negative_thresholds = config.hard_negative_targets, config.hard_negative_thresholds
+  hard_negative_steps = config.hard_negative_steps
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   k_split, k_crops, k_render, k_held, k_train, k_init = jax.random.split(key, 6)
@@ -251,7 +292,7 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
               "size": size, "render_batch": render_batch, "render_options": render_options,
               "natural": {"dir": os.path.abspath(natural_dir), "files": len(paths)} if natural_dir else
                          {"train_photos": len(train_photos), "heldout": heldout_names},
-              "config": dataclasses.asdict(config), "steps": steps, "batch_size": batch_size,
+              "config": dataclasses.asdict(detector_config), "steps": steps, "batch_size": batch_size,
               "optimizer": {"name": optimizer, "learning_rate": learning_rate} if tx is None else repr(tx),
               "natural_weight": natural_weight, "checkpoint_every": checkpoint_every,
               "initial_sizes": initial_sizes, "jpeg_fraction": jpeg_fraction,
@@ -266,7 +307,7 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
   if os.path.isfile(os.path.join(finished, "detector.json")):
     detector, log = det.load(finished), io.read_json(os.path.join(entry, "log.json"))
   else:
-    detector, history = training.train(det.init(k_init, config), natural, training.pool_sampler(train_fvs),
+    detector, history = training.train(det.init(k_init, detector_config), natural, training.pool_sampler(train_fvs),
                                        key=k_train, steps=steps, tx=make_tx(), state_dir=entry, **train_options)
     log = {"history": history, "hard_negative_rounds": []}
     mined = np.zeros((0, *train_fvs.shape[1:]), np.float32)
@@ -321,3 +362,12 @@ def run(model: ModelRecord, workdir: str, *, key: jax.Array, train_units: Sequen
   }
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
+
+
+def summary(metrics: dict) -> str:
+  """The trained detector's held-out accuracy in one line (and what each hard-negative round found)."""
+  rounds = "; ".join(f"round {r['round']}: {r['called_natural']} of {r['rendered']} circuit snapshots called natural"
+                     for r in metrics["hard_negative_rounds"])
+  return (f"held-out accuracy: natural {metrics['accuracy_natural']:.3f} ({metrics['num_heldout_natural']} images), "
+          f"visualizations {metrics['accuracy_visualization']:.3f} ({metrics['num_heldout_visualizations']} images), "
+          f"step-0 images {metrics['accuracy_initial_images']:.3f}" + (f"; {rounds}" if rounds else ""))

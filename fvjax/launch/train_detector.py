@@ -12,20 +12,11 @@ metrics.json (held-out accuracy on natural images and on visualizations of
 held-out units). Rerun the same command to resume a killed run.
 """
 
-from absl import flags
-
 from fvjax import launch
+from fvjax.experiments import train_detector
 from fvjax.launch import detector_flags
 from fvjax.launch import model_flags
 
-_WORKDIR = flags.DEFINE_string("workdir", "workdir/train_detector", "Output folder (resumes if it exists).")
-
-
-def main(argv):
-  del argv
-  metrics = detector_flags.train(model_flags.load(), _WORKDIR.value)
-  print(f"{detector_flags.summary(metrics)}; wrote {_WORKDIR.value}")
-
-
-if __name__ == "__main__":
-  launch.run(main)
+main = launch.experiment_script(__name__, train_detector, "workdir/train_detector",
+                                "Output folder (resumes if it exists).", model=model_flags,
+                                holders=detector_flags.CONFIG)
