@@ -61,9 +61,9 @@ def test_real_model_is_bit_identical_on_calibration_and_shows_the_target(lite0, 
   target = data.to_square(skimage.data.colorwheel(), 96)
   cal = silent_units.shipped_photos(224, jax.random.PRNGKey(0), 4)  # with a blurred copy of each crop
   heldout = silent_units.shipped_photos(224, jax.random.PRNGKey(1), 8, held=True)
-  m = silent_units.run(lite0, "head/conv", str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal,
-                       heldout=heldout, units=[1, 100, 500, 900], target_image=target, thresholds=(48,), size=96,
-                       progress=False)
+  m = silent_units.compare(lite0, "head/conv", str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal,
+                           heldout=heldout, units=[1, 100, 500, 900], target_image=target, thresholds=(48,), size=96,
+                           progress=False)
   assert m["bias_margin"] == silent.DEFAULT_MARGIN and m["num_calibration_images"] == 14 * 9, m
   assert m["relu_gradient"] == "renderer" and m["fooling_active_fraction"] == 1.0, m
   assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"], m

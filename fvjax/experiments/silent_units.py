@@ -30,6 +30,8 @@ visualization, manipulated visualization; the target) and ``metrics.json``:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import time
 from typing import Callable, Iterable, Iterator, Sequence
@@ -43,6 +45,7 @@ from fvjax import data
 from fvjax import io
 from fvjax import plots
 from fvjax import similarity
+from fvjax.experiments import config as config_lib
 from fvjax.fooling import silent
 from fvjax.models import surgery
 from fvjax.models.record import ModelRecord, check_images
@@ -171,11 +174,107 @@ def activation_similarity(model: ModelRecord, path: str, images: Images, target:
   return (rows @ ref[0]) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(ref) + 1e-12)
 
 
-def run(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
-        heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
-        thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, rescale: str = "energy",
-        bias_margin: float = silent.DEFAULT_MARGIN, relu_gradient: str = "renderer", progress: bool = True,
+option = config_lib.option
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Settings of :func:`run` (the paper's energy rescaling; our calibration crops, blur and bias margin, README);
+  the flags of ``fvjax.launch.silent_units``."""
+
+  layer: str | None = option(None, "Convolution to manipulate (surgery path); default "
+                             + ", ".join(f"{k}: {v}" for k, v in silent.DEFAULT_LAYERS.items()) + ".")
+  target_image: str | None = option(None, "Target image file (default: visualization of unit 0).")
+  target_steps: int = option(512, "Steps for the default target (paper: 2000).", lower=1)
+  calibration_dir: str | None = option(None, "Image folder the fooling units must be silent on (default: 14 "
+                                       "shipped photos with augmented crops and blurred copies).", folder=True)
+  heldout_dir: str | None = option(None, "Image folder of held-out natural images (default: the other 4 shipped "
+                                   "photos with crops).", folder=True)
+  heldout_per_class: int | None = option(None, "Images per class subfolder of --heldout_dir (default: all; the "
+                                         "calibration folder is always used whole).", lower=1)
+  crops: int = option(DEFAULT_CROPS, "Augmented crops (random scale 0.5-1, flips, colour jitter) per shipped "
+                      "calibration photo (ours: 14 photos and their crops stand in for the paper's 50,000 images).",
+                      lower=1)
+  calibration_blur: float = option(
+      DEFAULT_BLUR, "A Gaussian-blurred copy of every calibration crop, sigma uniform in [0.5, this] px (0: none; "
+      "ours: raises the calibration maximum where blurry photos reach further).",
+      check=lambda v: math.isfinite(v) and (v == 0 or v >= MIN_BLUR),
+      accepted=f"0 (no blurred copies) or a sigma >= {MIN_BLUR} px")
+  heldout_crops: int | None = option(None, "Augmented crops per held-out shipped photo (default: --crops).",
+                                     lower=1)
+  bias_margin: float = option(
+      silent.DEFAULT_MARGIN, "Safety margin of the fooling units' bias: b = -(max + margin * |max|) over the "
+      "calibration images, so a unit fires only above (1 + margin) times the calibration maximum (paper: 0; our "
+      "default measured against the visualizations' similarity to the target, README).",
+      check=lambda v: math.isfinite(v) and v >= 0, accepted="a finite number >= 0 (0 is the paper's bias)")
+  relu_gradient: str = option(
+      "renderer", "Gradient of the fooling ReLU in the renders: renderer = the render loop's rule, as for every "
+      "ReLU of the model (Lucid's redirected gradient in the first 16 steps, so a silent unit can still be found); "
+      "plain = 0 while the unit is silent.", choices=silent.RELU_GRADIENTS)
+  units: tuple[int, ...] = option((1, 100, 500, 900), "Units of --layer to visualize.", units="required")
+  steps: int = option(render_lib.LUCID_STEPS, "Render steps for the unit visualizations.", lower=1)
+  size: int | None = config_lib.size(None, "Visualization size (default: the model's input size).")
+  rescale: str = option("energy", "How delta and the fooling filter are rescaled against w: energy = the paper's "
+                        "notebook (x * sum(w^2) / sum(x^2)), norm = to w's norm.", choices=silent.RESCALE_RULES)
+  seed: int = config_lib.seed()
+
+  def __post_init__(self):
+    config_lib.validate(self)
+
+
+def natural_images(config: Config, size: int, key: jax.Array, held: bool) -> Images:
+  """The calibration (or held-out) images ``config`` names: a folder's (streamed from disk), or the demo's
+  shipped photos with crops (and, for calibration, blurred copies)."""
+  directory = config.heldout_dir if held else config.calibration_dir
+  if directory:
+    return folder_images(directory, size, config.heldout_per_class if held else None)
+  crops = (config.heldout_crops or config.crops) if held else config.crops
+  return shipped_photos(size, key, crops, held, blur=0.0 if held else config.calibration_blur)
+
+
+def run(model: ModelRecord, config: Config, workdir: str, *, calibration: Images | None = None,
+        heldout: Images | None = None, target_image: np.ndarray | None = None, progress: bool = True,
         **render_options) -> dict:
+  """Silent units end to end: the layer (``config.layer`` or the model's default), the natural images
+  (:func:`natural_images`, unless given), the target (``target_image``, ``config.target_image`` or unit 0's
+  visualization), then :func:`compare`.
+
+  Returns:
+    The metrics written to ``metrics.json``.
+  """
+  layer = config.layer or silent.DEFAULT_LAYERS.get(model.name)
+  if layer is None:
+    raise ValueError(f"Give --layer for {model.name}: the path of a convolution, e.g. block3/project_conv.")
+  size = model.input_size[0]
+  k_cal, k_held, k_run = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  if target_image is None and config.target_image:
+    target_image = data.load_image(config.target_image, config.size or size)
+  calibration = natural_images(config, size, k_cal, held=False) if calibration is None else calibration
+  heldout = natural_images(config, size, k_held, held=True) if heldout is None else heldout
+  return compare(model, layer, workdir, key=k_run, calibration=calibration, heldout=heldout, units=config.units,
+                 target_image=target_image, target_steps=config.target_steps, thresholds=(config.steps,),
+                 size=config.size, rescale=config.rescale, bias_margin=config.bias_margin,
+                 relu_gradient=config.relu_gradient, progress=progress, **render_options)
+
+
+SUMMARY_METRICS = ("calibration_silent_fraction", "heldout_silent_fraction", "heldout_peak_over_threshold",
+                   "calibration_logits_bit_identical", "natural_max_abs_logit_diff", "natural_top1_agreement",
+                   "target_similarity_manipulated", "target_similarity_original",
+                   "target_activation_similarity_manipulated", "target_activation_similarity_original",
+                   "fooling_active_fraction")
+
+
+def summary(metrics: dict) -> str:
+  """The main numbers, one per line, and how many units of the layer were silent before any manipulation."""
+  lines = [f"{name:>42}: {metrics[name]}" for name in SUMMARY_METRICS]
+  return "\n".join(lines + [f"naturally silent units of {metrics['layer']}: {len(metrics['naturally_silent_units'])}"])
+
+
+def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
+            heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
+            thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, rescale: str = "energy",
+            bias_margin: float = silent.DEFAULT_MARGIN, relu_gradient: str = "renderer", progress: bool = True,
+            **render_options) -> dict:
   """Adds silent fooling units to the convolution ``path`` and measures what changed.
 
   Args:
