@@ -344,6 +344,6 @@ def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
     np.testing.assert_allclose(pooled["conditions"][cond]["accuracy"],
                                np.mean([m["accuracy"] for m in per_unit.values()]))
   assert (tmp_path / "pooled" / "accuracy.png").exists()
-  from fvjax.launch import causal_benchmark  # pylint: disable=g-import-not-at-top
+  from fvjax.experiments import causal_benchmark  # pylint: disable=g-import-not-at-top
   assert causal_benchmark.layer_units(["mixed3a:64", "mixed4a:1-2", "5"], "block9") == {
       "mixed3a": [64], "mixed4a": [1, 2], "block9": [5]}

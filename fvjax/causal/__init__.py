@@ -12,7 +12,9 @@ image-similarity observer in the manner of Zimmermann, Klindt & Brendel (2024).
   (synthetic, natural, mixed, blurred, none), following the 2021 study's recipe.
 * :mod:`~fvjax.causal.blur`: the blurred references (blur, sharp patch search).
 * :mod:`~fvjax.causal.observer`: the machine observer and its calibration.
-* :mod:`~fvjax.causal.benchmark`: ``run``: metrics, CIs, files.
+* :mod:`~fvjax.causal.benchmark`: ``run`` (the units of one layer): metrics, CIs, files;
+  ``combine`` pools layers. The end-to-end run of a config (units of several layers, the observer,
+  the natural set) is :mod:`fvjax.experiments.causal_benchmark`.
 * :mod:`~fvjax.causal.figures`: trial panels and the bar plot.
 """
 
