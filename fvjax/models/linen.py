@@ -57,20 +57,19 @@ def record_from_linen(
   def apply(params, images):
     return module.apply(params, preprocess(images))
 
-  return ModelRecord(
-      name=name,
-      apply=apply,
-      params=variables,
-      input_size=tuple(input_size),
-      layers=tuple(layers),
-      preprocess=preprocess,
-      input_range=input_range,
-      num_classes=num_classes,
-      labels=None if labels is None else tuple(labels),
-      wnids=None if wnids is None else tuple(wnids),
-      weights=weights,
-      module=module,
-  )
+  return record_from_apply(name, apply, variables, module, input_size=input_size, layers=layers,
+                           preprocess=preprocess, input_range=input_range, num_classes=num_classes, labels=labels,
+                           wnids=wnids, weights=weights)
+
+
+def record_from_apply(name: str, apply: Callable, params: Any, module: Any, **description) -> ModelRecord:
+  """The record of a wrapped Linen or NNX model: its ``apply(params, images)``, ``params``, ``module`` (for
+  surgery) and the keyword arguments of :func:`record_from_linen` that describe it (``input_size``, ``layers``,
+  ``preprocess``, ``input_range``, ``num_classes``; ``labels``, ``wnids``, ``weights`` optional)."""
+  labels, wnids = description.pop("labels", None), description.pop("wnids", None)
+  return ModelRecord(name=name, apply=apply, params=params, input_size=tuple(description.pop("input_size")),
+                     layers=tuple(description.pop("layers")), labels=None if labels is None else tuple(labels),
+                     wnids=None if wnids is None else tuple(wnids), module=module, **description)
 
 
 def plain(tree: Any) -> Any:

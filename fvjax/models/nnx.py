@@ -23,6 +23,7 @@ from flax import nnx
 import jax
 import numpy as np
 
+from fvjax.models import linen
 from fvjax.models.record import ModelRecord
 
 # (inputs: tuple, output) -> new output
@@ -123,19 +124,7 @@ def run(info: NnxModule, params: Any, images: jax.Array, extra: Mapping[str, Hoo
   return logits, (dict(acts, **exposed) if exposed else acts)
 
 
-def record_from_nnx(
-    name: str,
-    model: nnx.Module,
-    *,
-    input_size: tuple[int, int],
-    layers: Sequence[str],
-    preprocess: Callable[[jax.Array], jax.Array],
-    input_range: str,
-    num_classes: int,
-    labels: Sequence[str] | None = None,
-    wnids: Sequence[str] | None = None,
-    weights: str | None = None,
-) -> ModelRecord:
+def record_from_nnx(name: str, model: nnx.Module, **description) -> ModelRecord:
   """Wraps an NNX module whose ``__call__(x) -> (logits, acts)`` into a record.
 
   Put the model in inference mode first (``model.eval()``: batch norm uses
@@ -145,25 +134,15 @@ def record_from_nnx(
   Args:
     name: the record's name.
     model: the NNX module (not modified).
-    The other arguments are those of :func:`fvjax.models.linen.record_from_linen`.
+    **description: the keyword arguments of :func:`fvjax.models.linen.record_from_linen`
+      (``input_size``, ``layers``, ``preprocess``, ``input_range``, ``num_classes``; ``labels``, ``wnids``,
+      ``weights`` optional).
 
   Returns:
     The record; ``params`` is ``nnx.to_pure_dict`` of the model's state (numpy
     arrays) and ``module`` an :class:`NnxModule` (for surgery).
   """
   graphdef, state = nnx.split(model)
-  info = NnxModule(graphdef, state, preprocess)
-  return ModelRecord(
-      name=name,
-      apply=lambda params, images: run(info, params, images),
-      params=jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(state)),
-      input_size=tuple(input_size),
-      layers=tuple(layers),
-      preprocess=preprocess,
-      input_range=input_range,
-      num_classes=num_classes,
-      labels=None if labels is None else tuple(labels),
-      wnids=None if wnids is None else tuple(wnids),
-      weights=weights,
-      module=info,
-  )
+  info = NnxModule(graphdef, state, description["preprocess"])
+  return linen.record_from_apply(name, lambda params, images: run(info, params, images),
+                                 jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(state)), info, **description)
