@@ -5,7 +5,7 @@ The public surface, imported on first use (``import fvjax`` stays cheap)::
   model = fvjax.load("efficientnet_lite0")                 # a ModelRecord
   result = fvjax.render(model, [1, 281], layer="logits", key=jax.random.PRNGKey(0))
   obj = fvjax.objectives.channel("conv2", 3) - 1e2 * fvjax.objectives.diversity("conv2")
-  metrics = fvjax.experiments.sanity_check.run(model, classes, "workdir", key=key)
+  metrics = fvjax.experiments.sanity_check.run(model, fvjax.experiments.sanity_check.Config(), "workdir")
 
 Sub-packages: ``models``, ``optvis`` (``param``, ``transforms``, ``objectives``,
 ``render``), ``fooling``, ``causal``, ``theory``, ``experiments``; modules
