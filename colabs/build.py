@@ -98,7 +98,8 @@ FEATURE_VISUALIZATION = notebook(common(
     image under random transformations (Adam, learning rate 0.05, 512 steps; the paper's section 1 and
     appendix). This notebook renders such visualizations with fvjax's engine, which uses Lucid's defaults.
 
-    What it computes (`fvjax.experiments.visualize.run`, the function behind `python -m launch.visualize`):
+    What it computes (`fvjax.experiments.visualize.run(model, config, workdir)`, the function behind
+    `python -m launch.visualize`, with a `visualize.Config` like the one the script builds from its flags):
     one visualization per unit, all units in one jitted batch sharded over the available devices; the
     objective value (the unit's spatial-mean activation) at every threshold; and, for comparison, the
     largest value the same unit reaches on the natural photos that ship with scikit-image and scikit-learn.
@@ -109,18 +110,21 @@ FEATURE_VISUALIZATION = notebook(common(
     SEED = 0
     """) + [
     code('''
-    # Settings derived from REDUCED.
+    # Settings derived from REDUCED: the config that `python -m launch.visualize` builds from its flags.
+    from fvjax.experiments import visualize
+
     if REDUCED:  # a small random CNN, a few steps: seconds on a CPU
-      MODEL, LAYER, UNITS = "tiny_cnn", "conv3", [0, 1, 2, 3]
-      THRESHOLDS = (2, 4, 8)
-      SIZE = None  # the model's input size (64 px)
-      REDIRECTED_RELU_STEPS = 0
-    else:  # `python -m launch.visualize` with Lucid's settings, on the embedded ImageNet model
-      MODEL, LAYER, UNITS = "efficientnet_lite0", "logits", [1, 94, 281, 417, 530, 967]
-      THRESHOLDS = (32, 128, 512)  # Lucid: 512 steps; the earlier snapshots show the optimisation
-      SIZE = None  # the model's input size (224 px)
-      REDIRECTED_RELU_STEPS = 0  # as launch.visualize; Lucid's render_vis uses 16 (it avoids grey images)
+      MODEL = "tiny_cnn"
+      CONFIG = visualize.Config(layer="conv3", units=(0, 1, 2, 3), steps=8, thresholds=(2, 4), seed=SEED,
+                                redirected_relu_steps=0)  # size None: the model's input size (64 px)
+    else:  # Lucid's settings, on the embedded ImageNet model, at its input size (224 px)
+      MODEL = "efficientnet_lite0"
+      # Lucid: 512 steps; the earlier snapshots show the optimisation. Lucid's render_vis redirects the ReLU
+      # gradient for the first 16 steps (the launch default); 0 here shows the plain gradient's images.
+      CONFIG = visualize.Config(layer="logits", units=(1, 94, 281, 417, 530, 967), steps=512, thresholds=(32, 128),
+                                seed=SEED, redirected_relu_steps=0)
     WORKDIR = WORKDIR or ("workdir/feature_visualization_reduced" if REDUCED else "workdir/feature_visualization")
+    CONFIG
     '''),
     code('''
     from fvjax import models
@@ -130,11 +134,9 @@ FEATURE_VISUALIZATION = notebook(common(
     print(f"\\n{model.name}: input {model.input_size}, range {model.input_range}, layers {', '.join(model.layers)}")
     '''),
     code('''
-    from fvjax.experiments import visualize
-
-    metrics = visualize.run(model, LAYER, UNITS, WORKDIR, key=jax.random.PRNGKey(SEED), thresholds=THRESHOLDS,
-                            size=SIZE, redirected_relu_steps=REDIRECTED_RELU_STEPS)
-    print(f"rendered {len(UNITS)} units x {THRESHOLDS[-1]} steps in {metrics['render_seconds']:.1f} s")
+    metrics = visualize.run(model, CONFIG, WORKDIR)
+    print(visualize.summary(metrics))
+    print(f"rendered {len(CONFIG.units)} units x {CONFIG.steps} steps in {metrics['render_seconds']:.1f} s")
     '''),
     code('''
     from IPython.display import Image, display
@@ -153,7 +155,7 @@ FEATURE_VISUALIZATION = notebook(common(
     header = " ".join(f"{t:>9}" for t in metrics["thresholds"])
     print(f"{'unit':>28} {header}  natural max (photo)")
     for u, m in metrics["units"].items():
-      name = f"{LAYER}:{u}" + (f" {model.labels[int(u)][:16]}" if LAYER == "logits" and model.labels else "")
+      name = f"{CONFIG.layer}:{u}" + (f" {model.labels[int(u)][:16]}" if CONFIG.layer == "logits" and model.labels else "")
       values = " ".join(f"{m['value_at_threshold'][str(t)]:9.2f}" for t in metrics["thresholds"])
       print(f"{name:>28} {values}  {m['natural_max']:.2f} ({names[m['natural_argmax']]})")
     '''),
@@ -166,7 +168,7 @@ FEATURE_VISUALIZATION = notebook(common(
     cells, titles = [], []
     for u, m in metrics["units"].items():
       cells += [data.load_image(f"{WORKDIR}/unit_{u}.png", model.input_size[0]), photos[m["natural_argmax"]]]
-      titles += [f"{LAYER}:{u} visualization", f"top photo: {names[m['natural_argmax']]}"]
+      titles += [f"{CONFIG.layer}:{u} visualization", f"top photo: {names[m['natural_argmax']]}"]
     plots.save_figure(plots.labelled_grid(np.stack(cells), titles, cols=4), f"{WORKDIR}/top_photos.png")
     display(Image(filename=f"{WORKDIR}/top_photos.png"))
     '''),
@@ -187,8 +189,8 @@ SANITY_CHECK = notebook(common(
     of another class", with 95% bootstrap intervals over classes. The paper finds it near 0 over the first
     two thirds of InceptionV1.
 
-    What it computes (`fvjax.experiments.sanity_check.run`, the function behind
-    `python -m launch.sanity_check`): the full settings are `launch/flags/demo.flags` (EfficientNet-Lite0,
+    What it computes (`fvjax.experiments.sanity_check.run(model, config, workdir)`, the function behind
+    `python -m launch.sanity_check`, with a `sanity_check.Config`): the full settings are `launch/flags/demo.flags` (EfficientNet-Lite0,
     the shipped photos grouped by the model's own top-1 class, 8 augmented crops per photo, 128 steps at
     160 px). For the paper's setting set `IMAGENET_DIR` to an ImageNet-layout validation folder (and
     `MODEL = "inception_v1"` with `WEIGHTS` as in `launch/flags/imagenet.flags`). It writes
@@ -201,42 +203,32 @@ SANITY_CHECK = notebook(common(
     SEED = 0
     """) + [
     code('''
-    # Settings derived from REDUCED.
-    MODEL, WEIGHTS, PER_CLASS = "efficientnet_lite0", None, 50  # imagenet.flags: inception_v1, its .pth
-    MEASURE, REDUCTION = "spearman", "flatten"
+    # Settings derived from REDUCED: the config that `python -m launch.sanity_check` builds from its flags.
+    from fvjax.experiments import sanity_check
+
+    MODEL, WEIGHTS = "efficientnet_lite0", None  # imagenet.flags: inception_v1, its .pth
     if REDUCED:  # a small random CNN (its top-1 splits the photos into 2 classes), 4 steps: seconds on a CPU
       MODEL = "tiny_cnn"
-      STEPS, SIZE, CROPS_PER_PHOTO, NUM_CLASSES, NUM_OTHER = 4, None, 2, None, 100
-      LAYERS, NUM_BOOTSTRAP, RENDER_BATCH = None, 50, 32
-    else:  # launch/flags/demo.flags
-      STEPS, SIZE, CROPS_PER_PHOTO, NUM_CLASSES, NUM_OTHER = 128, 160, 8, None, 100
-      LAYERS, NUM_BOOTSTRAP, RENDER_BATCH = None, 1000, 32  # None: every layer of the model
+      CONFIG = sanity_check.Config(steps=4, crops_per_photo=2, num_other=100, num_bootstrap=50, seed=SEED,
+                                   imagenet_dir=IMAGENET_DIR, class_map=CLASS_MAP)
+    else:  # launch/flags/demo.flags (layers: every layer of the model)
+      CONFIG = sanity_check.Config(steps=128, size=160, crops_per_photo=8, num_other=100, seed=SEED,
+                                   imagenet_dir=IMAGENET_DIR, class_map=CLASS_MAP)
     WORKDIR = WORKDIR or ("workdir/sanity_check_reduced" if REDUCED else "workdir/sanity_check")
+    CONFIG
     '''),
     code('''
     from fvjax import models
-    from fvjax.experiments import sanity_check
 
     model = models.load(MODEL, **({} if WEIGHTS is None else {"weights": WEIGHTS}))
-    key = jax.random.PRNGKey(SEED)
-    if IMAGENET_DIR:
-      classes = sanity_check.folder_classes(IMAGENET_DIR, model, PER_CLASS, NUM_CLASSES, CLASS_MAP)
-    else:
-      classes = sanity_check.embedded_classes(model, key, CROPS_PER_PHOTO, NUM_CLASSES)
+    classes = sanity_check.classes_from(model, CONFIG)  # what run() uses when given no classes
     print(f"{len(classes.classes)} classes:")
     for c, name in zip(classes.classes, classes.names):
       print(f"  {c:4d} {name}")
     '''),
     code('''
-    metrics = sanity_check.run(model, classes, WORKDIR, key=key, layers=LAYERS, steps=STEPS, size=SIZE,
-                               render_batch=RENDER_BATCH, measure=MEASURE, reduction=REDUCTION, num_other=NUM_OTHER,
-                               num_bootstrap=NUM_BOOTSTRAP)
-    print(f"{'layer':>10} {'S_fv':>7} {'S_same':>7} {'S_diff':>7} {'normalized':>10}  95% CI")
-    for layer in metrics["layers"]:
-      m = metrics["per_layer"][layer]
-      lo, hi = m["normalized_ci"]
-      print(f"{layer:>10} {m['s_fv']:7.3f} {m['s_same']:7.3f} {m['s_diff']:7.3f} {m['normalized']:10.2f}  [{lo:.2f}, {hi:.2f}]")
-    print(f"{metrics['num_classes']} classes in {metrics['seconds']:.0f} s")
+    metrics = sanity_check.run(model, CONFIG, WORKDIR, classes=classes)
+    print(sanity_check.summary(metrics))
     '''),
     code('''
     from IPython.display import Image, display
@@ -260,10 +252,11 @@ FOOLING_CIRCUIT = notebook(common(
     different unit D on visualizations, so every manipulated unit's visualization shows D's target (here an
     image: D is the linear unit `<x, target>`), while the network's output on natural images does not change.
 
-    What it computes: first the detector (`fvjax.experiments.train_detector.run`, behind
+    What it computes: first the detector (`fvjax.experiments.train_detector.run(model, config, workdir)`, behind
     `python -m launch.train_detector`): visualizations of many class logits rendered at several thresholds
     against the shipped photos with augmentation, units and photos split into training and held-out parts.
-    Then the circuit (`fvjax.experiments.fooling_circuit.run`, behind `python -m launch.fooling_circuit`):
+    Then the circuit (`fvjax.experiments.fooling_circuit.run(model, config, workdir)`, behind
+    `python -m launch.fooling_circuit`, with a `fooling_circuit.Config`):
     visualizations of a few logits before and after the manipulation (`comparison.png`, `trajectory.png`),
     and in `metrics.json` top-1 agreement and logit differences on held-out natural images, the detector's
     accuracy, and the Pearson similarity of the visualizations to the target. Full settings:
@@ -276,58 +269,56 @@ FOOLING_CIRCUIT = notebook(common(
     SEED = 0
     """) + [
     code('''
-    # Settings derived from REDUCED.
-    TARGET_PHOTO = "astronaut"  # a shipped photo every manipulated unit should show
-    K = 250.0  # gate strength (paper: 250)
+    # Settings derived from REDUCED: the config that `python -m launch.fooling_circuit` builds from its flags
+    # (the detector's training: the flags it shares with `python -m launch.train_detector`).
+    from fvjax.experiments import fooling_circuit
+    from fvjax.experiments import train_detector
+
     if REDUCED:  # a small random CNN, a 16 px detector trained for a few steps: seconds on a CPU
-      MODEL, NUM_UNITS, NUM_HELDOUT_UNITS = "tiny_cnn", 2, 2
-      DETECTOR_THRESHOLDS, RENDER_SIZE, RENDER_BATCH = (2, 4), None, 2
-      DETECTOR_SIZE, DETECTOR_STEPS, DETECTOR_BATCH = 16, 8, 8
-      HELDOUT_PHOTOS, NATURAL_CROPS = 2, 1
-      SHOW_UNITS, THRESHOLDS, SIZE = [0, 1], (2, 4), None
+      MODEL = "tiny_cnn"
+      TRAINING = train_detector.Config(num_units=2, num_heldout_units=2, thresholds=(2, 4), render_batch=2,
+                                       heldout_photos=2, detector_size=16, detector_steps=8, detector_batch=8,
+                                       detector_optimizer="adam", detector_learning_rate=1e-3, seed=SEED)
+      CONFIG = fooling_circuit.Config(target_photo="astronaut", show_units=(0, 1), steps=(2, 4), natural_crops=1,
+                                      detector=DETECTOR_DIR, training=TRAINING)
     else:  # launch/flags/fooling_demo.flags
-      MODEL, NUM_UNITS, NUM_HELDOUT_UNITS = "efficientnet_lite0", 160, 16
-      DETECTOR_THRESHOLDS, RENDER_SIZE, RENDER_BATCH = (4, 8, 16, 32, 64, 128), 96, 32
-      DETECTOR_SIZE, DETECTOR_STEPS, DETECTOR_BATCH = 64, 2000, 32
-      HELDOUT_PHOTOS, NATURAL_CROPS = 4, 16
-      SHOW_UNITS, THRESHOLDS, SIZE = [1, 94, 281, 417, 530, 967], (2, 4, 8, 16, 32), 96
-    DETECTOR_OPTIMIZER, DETECTOR_LEARNING_RATE = "adam", 1e-3
+      MODEL = "efficientnet_lite0"
+      TRAINING = train_detector.Config(num_units=160, num_heldout_units=16, thresholds=(4, 8, 16, 32, 64, 128),
+                                       render_size=96, render_batch=32, heldout_photos=4, detector_size=64,
+                                       detector_steps=2000, detector_batch=32, detector_optimizer="adam",
+                                       detector_learning_rate=1e-3, seed=SEED)
+      # astronaut: a shipped photo every manipulated unit should show; k: the gate strength (paper: 250)
+      CONFIG = fooling_circuit.Config(target_photo="astronaut", show_units=(1, 94, 281, 417, 530, 967),
+                                      steps=(2, 4, 8, 16, 32), size=96, k=250.0, natural_crops=16,
+                                      detector=DETECTOR_DIR, training=TRAINING)
     WORKDIR = WORKDIR or ("workdir/fooling_circuit_reduced" if REDUCED else "workdir/fooling_circuit")
+    CONFIG
     '''),
     code('''
     from fvjax import models
-    from fvjax.experiments import train_detector
 
     model = models.load(MODEL)
-    key = jax.random.PRNGKey(SEED)
-    # Disjoint random training and held-out logits (as launch.train_detector draws them).
-    train_units, heldout_units = train_detector.choose_units(model.num_classes, num_units=NUM_UNITS,
-                                                             num_heldout=NUM_HELDOUT_UNITS, seed=SEED)
+    # Disjoint random training and held-out logits (as train_detector.run draws them).
+    train_units, heldout_units = train_detector.choose_units(model.num_classes, num_units=TRAINING.num_units,
+                                                             num_heldout=TRAINING.num_heldout_units, seed=SEED)
     print(f"{model.name}: a new detector would train on {len(train_units)} logits; held out: {heldout_units}")
     '''),
     md("""
     ## 1. The natural-vs-visualization detector
 
-    Skipped when `DETECTOR_DIR` is set. Rerunning resumes from `WORKDIR/detector_training`.
+    Skipped when `DETECTOR_DIR` is set (`fooling_circuit.run` trains one itself when the config names none).
+    Rerunning resumes from `WORKDIR/detector_training`.
     """),
     code('''
+    import dataclasses
     from fvjax.fooling import detector as det
-    from fvjax.fooling import training
 
-    detector_dir = DETECTOR_DIR
-    if detector_dir is None:
-      train_metrics = train_detector.run(
-          model, f"{WORKDIR}/detector_training", key=key, train_units=train_units, heldout_units=heldout_units,
-          thresholds=DETECTOR_THRESHOLDS, size=RENDER_SIZE, render_batch=RENDER_BATCH,
-          num_heldout_photos=HELDOUT_PHOTOS, config=det.DetectorConfig(size=DETECTOR_SIZE), steps=DETECTOR_STEPS,
-          batch_size=DETECTOR_BATCH, tx=training.optimizer(DETECTOR_OPTIMIZER, DETECTOR_LEARNING_RATE))
-      detector_dir = train_metrics["detector"]
-      print(f"held-out accuracy: natural {train_metrics['accuracy_natural']:.3f} "
-            f"({train_metrics['num_heldout_natural']} images: {', '.join(train_metrics['heldout_natural'])} and crops), "
-            f"visualizations {train_metrics['accuracy_visualization']:.3f} "
-            f"({train_metrics['num_heldout_visualizations']} images)")
-    detector = det.load(detector_dir)
-    print(f"detector: {detector_dir} ({detector.config})")
+    if CONFIG.detector is None:
+      train_metrics = train_detector.run(model, CONFIG.training, f"{WORKDIR}/detector_training")
+      print(train_detector.summary(train_metrics))
+      print(f"held-out photos: {', '.join(train_metrics['heldout_natural'])} and crops")
+      CONFIG = dataclasses.replace(CONFIG, detector=train_metrics["detector"])
+    print(f"detector: {CONFIG.detector} ({det.load(CONFIG.detector).config})")
     '''),
     md("""
     ## 2. The circuit
@@ -336,18 +327,8 @@ FOOLING_CIRCUIT = notebook(common(
     with augmented crops, as in `launch.fooling_circuit`.
     """),
     code('''
-    from fvjax import data
-    from fvjax.experiments import fooling_circuit
-    from fvjax.fooling import circuit
-
-    natural, held_names = fooling_circuit.heldout_natural(detector_dir, model.input_size[0], NATURAL_CROPS, key)
-    target = circuit.image_target(data.sample_photos(SIZE or model.input_size[0], [TARGET_PHOTO])[0][0])
-    metrics = fooling_circuit.run(model, detector, target, WORKDIR, key=key, units=SHOW_UNITS, natural_images=natural,
-                                  thresholds=THRESHOLDS, size=SIZE, k=K)
-    for name in ("num_natural_images", "natural_top1_agreement", "natural_max_abs_logit_diff",
-                 "detector_accuracy_natural", "detector_accuracy_visualization",
-                 "target_similarity_manipulated", "target_similarity_original"):
-      print(f"{name:>32}: {metrics[name]}")
+    metrics = fooling_circuit.run(model, CONFIG, WORKDIR)
+    print(fooling_circuit.summary(metrics))
     '''),
     md("Per shown logit: the original visualization, the manipulated model's visualization, the target."),
     code('''
@@ -375,8 +356,8 @@ SILENT_UNITS = notebook(common(
     on those images does not change by a single bit, yet each unit's visualization, which drives the unit as
     high as it can, now shows the target.
 
-    What it computes (`fvjax.experiments.silent_units.run`, the function behind
-    `python -m launch.silent_units`): the fooling filters (target: the visualization of unit 0 of the layer,
+    What it computes (`fvjax.experiments.silent_units.run(model, config, workdir)`, the function behind
+    `python -m launch.silent_units`, with a `silent_units.Config`): the fooling filters (target: the visualization of unit 0 of the layer,
     the paper's choice), visualizations of a few units before and after (`comparison.png`), and in
     `metrics.json` the fraction of calibration and held-out images on which the fooling units are silent,
     whether the calibration logits are bit-identical, top-1 agreement on held-out images, and the similarity
@@ -389,36 +370,33 @@ SILENT_UNITS = notebook(common(
     SEED = 0
     """) + [
     code('''
-    # Settings derived from REDUCED.
+    # Settings derived from REDUCED: the config that `python -m launch.silent_units` builds from its flags.
+    from fvjax.experiments import silent_units
+
     if REDUCED:  # a small random CNN, 8 steps: seconds on a CPU
-      MODEL, LAYER, CROPS = "tiny_cnn", "conv3/conv", 1
-      TARGET_STEPS, STEPS, SIZE, UNITS = 8, 8, None, [0, 1, 2, 3]
-    else:  # launch/flags/silent_demo.flags
-      MODEL, LAYER, CROPS = "efficientnet_lite0", "head/conv", 4
-      TARGET_STEPS, STEPS, SIZE, UNITS = 256, 256, 128, [1, 100, 500, 900]
+      MODEL = "tiny_cnn"
+      CONFIG = silent_units.Config(layer="conv3/conv", crops=1, target_steps=8, steps=8, units=(0, 1, 2, 3), seed=SEED)
+    else:  # launch/flags/silent_demo.flags, with 4 crops per photo instead of 32 (a quicker calibration)
+      MODEL = "efficientnet_lite0"
+      CONFIG = silent_units.Config(layer="head/conv", crops=4, target_steps=256, steps=256, size=128,
+                                   units=(1, 100, 500, 900), seed=SEED)
     WORKDIR = WORKDIR or ("workdir/silent_units_reduced" if REDUCED else "workdir/silent_units")
+    CONFIG
     '''),
     code('''
     from fvjax import models
-    from fvjax.experiments import silent_units
 
     model = models.load(MODEL)
-    size = model.input_size[0]
-    k_cal, k_held, k_run = jax.random.split(jax.random.PRNGKey(SEED), 3)
-    # As launch.silent_units: 4 shipped photos held out, the other 14 calibrate; CROPS augmented crops each.
-    calibration = silent_units.shipped_photos(size, k_cal, CROPS, held=False)
-    heldout = silent_units.shipped_photos(size, k_held, CROPS, held=True)
-    print(f"{model.name} {LAYER}: {len(calibration)} calibration images, {len(heldout)} held-out images")
+    # As run() does: 4 shipped photos held out, the other 14 calibrate; CONFIG.crops augmented crops each (and
+    # a blurred copy of every calibration crop).
+    k_cal, k_held, _ = jax.random.split(jax.random.PRNGKey(CONFIG.seed), 3)
+    calibration = silent_units.natural_images(CONFIG, model.input_size[0], k_cal, held=False)
+    heldout = silent_units.natural_images(CONFIG, model.input_size[0], k_held, held=True)
+    print(f"{model.name} {CONFIG.layer}: {len(calibration)} calibration images, {len(heldout)} held-out images")
     '''),
     code('''
-    metrics = silent_units.run(model, LAYER, WORKDIR, key=k_run, calibration=calibration, heldout=heldout, units=UNITS,
-                               target_steps=TARGET_STEPS, thresholds=(STEPS,), size=SIZE)
-    for name in ("num_units", "calibration_silent_fraction", "heldout_silent_fraction",
-                 "calibration_logits_bit_identical", "natural_max_abs_logit_diff", "natural_top1_agreement",
-                 "target_similarity_manipulated", "target_similarity_original",
-                 "target_activation_similarity_manipulated", "target_activation_similarity_original"):
-      print(f"{name:>42}: {metrics[name]}")
-    print(f"naturally silent units of {LAYER} before any manipulation: {len(metrics['naturally_silent_units'])}")
+    metrics = silent_units.run(model, CONFIG, WORKDIR, calibration=calibration, heldout=heldout)
+    print(silent_units.summary(metrics))
     '''),
     md("Per unit: the original visualization and the manipulated one; last, the target."),
     code('''
@@ -440,7 +418,8 @@ THEORY = notebook(common(
     or L-Lipschitz functions (except small L); only for constant functions and affine functions of one
     variable.
 
-    What it computes (`fvjax.theory.report.run`, the function behind `python -m launch.theory`): for every
+    What it computes (`fvjax.experiments.theory.run(config, workdir)`, the function behind
+    `python -m launch.theory`, with a `theory.Config`; the building blocks are in `fvjax.theory`): for every
     function class a *witness*, two functions of the class with the same argmax, argmin and extreme values
     that answer the query oppositely (so every decoder is wrong on one of them), checked numerically on a
     grid; the error rates of four decoders on functions sampled from the class; and for L-Lipschitz
@@ -453,24 +432,25 @@ THEORY = notebook(common(
     SEED = 0
     """, cpu_hint="the full settings take about half a minute on a CPU anyway.") + [
     code('''
-    # Settings derived from REDUCED.
+    # Settings derived from REDUCED: the config that `python -m launch.theory` builds from its flags.
+    import dataclasses
+    from fvjax.experiments import theory
+
     if REDUCED:  # a coarse grid, few samples, short ERM training
-      GRID, LIPSCHITZ, NUM_SAMPLES, NUM_TRAINED, ERM_STEPS = 17, (1, 4), 20, 4, 200
+      CONFIG = theory.Config(grid=17, lipschitz=(1, 4), num_samples=20, num_trained=4, erm_steps=200, seed=SEED)
     else:  # `python -m launch.theory` defaults
-      GRID, LIPSCHITZ, NUM_SAMPLES, NUM_TRAINED, ERM_STEPS = 65, (1, 2, 4, 8, 16), 1000, 32, 3000
+      CONFIG = theory.Config(seed=SEED)
     WORKDIR = WORKDIR or ("workdir/theory_reduced" if REDUCED else "workdir/theory")
+    CONFIG = dataclasses.replace(CONFIG, figure=(f"{WORKDIR}/witnesses.png",))  # the combined figure too
+    CONFIG
     '''),
     code('''
-    from fvjax.theory import report
-
-    metrics = report.run(WORKDIR, key=jax.random.PRNGKey(SEED), grid_size=GRID, lipschitz=LIPSCHITZ,
-                         num_samples=NUM_SAMPLES, num_trained=NUM_TRAINED, erm_steps=ERM_STEPS,
-                         figure_paths=[f"{WORKDIR}/witnesses.png"])
-    agree = sum(r["reliable"] == r["paper_reliable"] for r in metrics["rows"])
-    print(f"measured verdict agrees with the paper for {agree} of {len(metrics['rows'])} classes")
+    metrics = theory.run(CONFIG, WORKDIR)
+    print(theory.summary(metrics).splitlines()[-1])
     '''),
     code('''
     from IPython.display import Image, Markdown, display
+    from fvjax.theory import report
 
     display(Markdown(report.markdown_table(metrics["rows"])))
     '''),
@@ -509,7 +489,9 @@ CAUSAL = notebook(common(
     the unit's patch kept sharp, or none) and picks the choice whose image is more similar to them in a
     feature space.
 
-    What it computes (`fvjax.causal.run`, the function behind `python -m launch.causal_benchmark`): the
+    What it computes (`fvjax.experiments.causal_benchmark.run(model, config, workdir)`, the function behind
+    `python -m launch.causal_benchmark`, with a `causal_benchmark.Config`; its building blocks are in
+    `fvjax.causal`): the
     occlusion sweep of every query as one jitted, chunked, device-sharded pass; the trials; the references
     of each condition; the observer's accuracy and calibrated score per condition with 95 % intervals over
     units (`metrics.json`, `accuracy.png`), and one panel per trial. Full settings:
@@ -521,37 +503,32 @@ CAUSAL = notebook(common(
     SEED = 0
     """) + [
     code('''
-    # Settings derived from REDUCED.
+    # Settings derived from REDUCED: the config that `python -m launch.causal_benchmark` builds from its flags.
+    from fvjax.experiments import causal_benchmark
+
     if REDUCED:  # a small random CNN, 4 x 4 occluder positions, 2-step references: seconds on a CPU
-      MODEL, LAYER, UNITS, OBSERVER = "tiny_cnn", "conv3", [0, 1], "tiny_cnn"
-      STRIDE, TOP_K, NUM_REFERENCES, STEPS, RENDER_SIZE, CROPS, CHUNK = 12, 2, 3, 2, None, 0, 16
-      BLUR_STRIDE = None
+      MODEL = "tiny_cnn"
+      CONFIG = causal_benchmark.Config(layer="conv3", units=("0-1",), observer_model="tiny_cnn", stride=12, top_k=2,
+                                       num_references=3, steps=2, crops_per_photo=0, chunk=16, seed=SEED)
     else:  # launch/flags/causal_demo.flags
-      MODEL, LAYER, UNITS, OBSERVER = "efficientnet_lite0", "block9", [0, 1, 2, 3, 4, 5], "efficientnet_lite0"
-      STRIDE, TOP_K, NUM_REFERENCES, STEPS, RENDER_SIZE, CROPS, CHUNK = 8, 3, 9, 64, 128, 8, 64
-      BLUR_STRIDE = 32
+      MODEL = "efficientnet_lite0"
+      CONFIG = causal_benchmark.Config(layer="block9", units=("0-5",), observer_model="efficientnet_lite0",
+                                       stride=8, top_k=3, num_references=9, steps=64, render_size=128,
+                                       blur_stride=32, crops_per_photo=8, chunk=64, seed=SEED)
     WORKDIR = WORKDIR or ("workdir/causal_benchmark_reduced" if REDUCED else "workdir/causal_benchmark")
+    CONFIG
     '''),
     code('''
     from fvjax import models
-    from fvjax.causal import trials
 
     model = models.load(MODEL)
-    observer = model if OBSERVER == MODEL else models.load(OBSERVER)
-    key = jax.random.PRNGKey(SEED)
-    natural = trials.embedded_set(jax.random.fold_in(key, 1), model.input_size[0], CROPS)
-    print(f"{model.name} {LAYER} units {UNITS}; {natural.count} natural images; observer {observer.name}")
+    observer = causal_benchmark.observer_for(model, CONFIG)  # the studied model itself when it names it
+    natural = causal_benchmark.natural_set(model, CONFIG)
+    print(f"{model.name} {CONFIG.layer} units {CONFIG.units}; {natural.count} natural images; observer {observer.name}")
     '''),
     code('''
-    from fvjax import causal
-
-    metrics = causal.run(model, LAYER, UNITS, WORKDIR, key=key, natural=natural, observer=observer,
-                         stride=STRIDE, top_k=TOP_K, num_references=NUM_REFERENCES, steps=STEPS,
-                         render_size=RENDER_SIZE, blur_stride=BLUR_STRIDE, chunk=CHUNK)
-    print(f"{metrics['num_units']} units, {metrics['num_trials']} trials, "
-          f"{metrics['occluder']['positions']} occlusions per query")
-    for condition, m in metrics["conditions"].items():
-      print(f"{condition:>10}: accuracy {m['accuracy']:.3f} {m['accuracy_ci95']}, calibrated {m['calibrated']:.3f}")
+    metrics = causal_benchmark.run(model, CONFIG, WORKDIR, observer=observer, natural=natural)
+    print(causal_benchmark.summary(metrics))
     '''),
     md("Accuracy per condition, with the human accuracies of the 2021 paper as marks; then one trial."),
     code('''

@@ -45,7 +45,7 @@ EXPECTED = {
                                     ("grid.png", "unit_0.png", "top_photos.png", "metrics.json"), "natural max"),
     "fooling_circuit.ipynb": ("workdir/fooling_circuit_reduced",
                               ("comparison.png", "trajectory.png", "metrics.json",
-                               "detector_training/detector/detector.json"), "natural_top1_agreement"),
+                               "detector_training/detector/detector.json"), "top-1 agreement"),
     "silent_units.ipynb": ("workdir/silent_units_reduced", ("comparison.png", "metrics.json"),
                            "calibration_logits_bit_identical"),
     "sanity_check.ipynb": ("workdir/sanity_check_reduced",
