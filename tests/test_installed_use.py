@@ -75,7 +75,8 @@ def test_installed_scripts_run_with_shipped_flagfiles_and_no_top_level_launch(in
   assert helped.stdout.startswith("The theory of paper section 4"), helped.stdout[:500] + helped.stderr[-2000:]
   assert "\n  --grid:" in helped.stdout and "\n  --workdir:" in helped.stdout
   shipped = os.path.join(site, "fvjax", "launch", "flags")
-  assert "demo, fooling_demo" in helped.stdout and shipped in helped.stdout.replace("\n", " ")
+  joined = helped.stdout.replace("\n", " ")
+  assert "demo, fooling_demo" in joined and shipped in joined, helped.stdout
 
   # A shipped flagfile by name, from a folder that has none: demo.flags names the sanity check's settings;
   # classify takes its --model (then overridden by a tiny one) and --undefok skips the rest.

@@ -107,6 +107,15 @@ def test_help_lists_the_scripts_own_and_shared_flags():
   assert "--xla_" not in out.stdout and "--verbosity" not in out.stdout  # only what a user needs; --helpfull: all
 
 
+def test_help_keeps_a_long_install_path_whole(monkeypatch):
+  # An installed package's flagfile folder can be longer than a help line (a pytest-xdist venv in CI was).
+  long_folder = "/" + "/".join(["site-packages-of-a-deeply-nested-virtual-environment"] * 3) + "/fvjax/launch/flags"
+  monkeypatch.setattr(launch, "FLAGFILES", long_folder)
+  monkeypatch.setattr(launch, "shipped_flagfiles", lambda: ["demo", "fooling_demo"])
+  note = launch.flagfile_note()
+  assert long_folder + ")." in note.split() and "demo, fooling_demo;" in note.replace("\n", " ")
+
+
 def test_flagfile_names_the_shipped_flagfiles_also_inside_flagfiles(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # no flagfile here: names resolve to the shipped ones
   demo = launch.expand_flagfiles(["--flagfile=demo.flags"])

@@ -302,9 +302,14 @@ def _describe(main):
   for module in [script, *shared, distributed_flags]:
     for flag in flags.FLAGS.get_key_flags_for_module(module):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  note = textwrap.fill(f"--flagfile=NAME reads flags from a file: a path, or the name of a flagfile shipped with "
-                       f"fvjax ({', '.join(shipped_flagfiles())}; in {FLAGFILES}).", 100, break_on_hyphens=False)
-  sys.modules["__main__"].__doc__ = f"{(script.__doc__ or '').rstrip()}\n\n{note}\n"
+  sys.modules["__main__"].__doc__ = f"{(script.__doc__ or '').rstrip()}\n\n{flagfile_note()}\n"
+
+
+def flagfile_note() -> str:
+  """``--help``'s paragraph on ``--flagfile=NAME``: the shipped names and their folder (never split, to copy)."""
+  return textwrap.fill(f"--flagfile=NAME reads flags from a file: a path, or the name of a flagfile shipped with "
+                       f"fvjax ({', '.join(shipped_flagfiles())}; in {FLAGFILES}).", 100, break_on_hyphens=False,
+                       break_long_words=False)
 
 
 def _prepare_workdir(workdir):
