@@ -74,15 +74,13 @@ class Objective:
 
   def __add__(self, other: Any) -> "Objective":
     other = _lift(other)
-    f, g = self.fn, other.fn
-    return Objective(lambda a, x, d: f(a, x, d[0]) + g(a, x, d[1]), (self.data, other.data),
+    return Objective(_sum_fn(self.fn, other.fn), (self.data, other.data),
                      self.layers | other.layers, f"({self.name} + {other.name})", self.units + other.units)
 
   __radd__ = __add__  # also makes sum([...]) work
 
   def __neg__(self) -> "Objective":
-    f = self.fn
-    return Objective(lambda a, x, d: -f(a, x, d), self.data, self.layers, f"-{self.name}", self.units)
+    return Objective(_scaled_fn(self.fn, -1.0), self.data, self.layers, f"-{self.name}", self.units)
 
   def __sub__(self, other: Any) -> "Objective":
     return self + (-_lift(other))
@@ -97,12 +95,25 @@ class Objective:
       return Objective(lambda a, x, d: f(a, x, d[0]) * g(a, x, d[1]), (self.data, other.data),
                        self.layers | other.layers, f"{self.name} * {other.name}", self.units + other.units)
     s = _scalar(other, "multiply")
-    return Objective(lambda a, x, d: s * f(a, x, d), self.data, self.layers, f"{s:g} * {self.name}", self.units)
+    return Objective(_scaled_fn(f, s), self.data, self.layers, f"{s:g} * {self.name}", self.units)
 
   __rmul__ = __mul__
 
   def __truediv__(self, other: Any) -> "Objective":
     return self * (1.0 / _scalar(other, "divide"))
+
+
+# Sums and multiples of cached functions are cached too, so an objective built the same way twice (the same
+# units objective minus the same weighted penalty, for another list of units) has the same ``fn`` and reuses
+# render's compiled step.
+@functools.lru_cache(maxsize=256)
+def _sum_fn(f: ObjectiveFn, g: ObjectiveFn) -> ObjectiveFn:
+  return lambda a, x, d: f(a, x, d[0]) + g(a, x, d[1])
+
+
+@functools.lru_cache(maxsize=256)
+def _scaled_fn(f: ObjectiveFn, s: float) -> ObjectiveFn:
+  return (lambda a, x, d: -f(a, x, d)) if s == -1.0 else (lambda a, x, d: s * f(a, x, d))
 
 
 def _scalar(x: Any, verb: str) -> float:
@@ -368,3 +379,47 @@ def as_objective(spec: str | Objective) -> Objective:
     raise ValueError(f"Cannot parse objective {spec!r}; expected 'layer:unit' with a non-negative int unit, "
                      "e.g. 'mixed4a:97' or 'logits:967'.")
   return channel(layer.strip(), int(unit))
+
+
+ANCHOR_PREFIX = "anchor/"
+
+
+def anchored(layer: str) -> str:
+  """The name under which ``render(..., anchored=True)`` passes a layer's activations on the anchor images."""
+  return ANCHOR_PREFIX + layer
+
+
+def unanchored(name: str) -> str:
+  """The model layer an activation name refers to (``"anchor/mixed3a"`` -> ``"mixed3a"``)."""
+  return name[len(ANCHOR_PREFIX):] if name.startswith(ANCHOR_PREFIX) else name
+
+
+SEED_DISTANCE_EPS = 1e-12
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_distance_fn(layer: str) -> ObjectiveFn:
+
+  def fn(a, x, d):
+    if anchored(layer) not in a:
+      raise KeyError(f"seed_distance({layer!r}) reads the anchor images' activations: render with anchored=True.")
+    t, seed = _layer(a, x, layer), a[anchored(layer)]
+    sq = ((t - seed) ** 2).reshape(t.shape[0], -1, t.shape[-1]).sum(-1)  # [B, positions]
+    # sqrt(eps + sq) - sqrt(eps): faccent's norm, with a finite gradient (0) where the image is the seed.
+    return (jnp.sqrt(SEED_DISTANCE_EPS + sq) - np.sqrt(SEED_DISTANCE_EPS)).mean(-1)
+
+  return fn
+
+
+def seed_distance(layer: str) -> Objective:
+  """Feature accentuation's regulariser (Hamblin et al. 2024): how far each image is from its seed in the
+  network's own latent space (a penalty: subtract it).
+
+  faccent's ``l2_compare(layer)`` (faccent/objectives.py): at every position of ``layer`` the L2 norm over
+  channels of the difference between the image's and the seed's activations, averaged over positions.
+  Like faccent (which passes the seed through the model with every step's transforms), the seed is the
+  render's anchor image, transformed with the same draws as the image
+  (``render(..., init_params=param.seed_spectrum(seeds), anchored=True)``); the seeds are render inputs,
+  sharded with the batch, so every list of units shares one compiled step.
+  """
+  return Objective(_seed_distance_fn(layer), (), frozenset({layer, anchored(layer)}), f"seed_distance({layer})")

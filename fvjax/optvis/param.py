@@ -255,3 +255,164 @@ def fourier(decay_power: float = 1.0, sd: float = LUCID_SD, decorrelate: bool = 
 def pixel(sd: float = LUCID_SD, decorrelate: bool = True, sigmoid: bool = True) -> ImageParam:
   """The pixel parameterization (Lucid's ``image(..., fft=False)``)."""
   return image(fft=False, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd)
+
+
+# --- Phase-only parameterizations: MACO (Fel et al. 2023) and feature accentuation (Hamblin et al. 2024) ---
+#
+# Both keep a Fourier magnitude fixed and optimise only the phase:
+# image = sigmoid(M_normalized @ irfft2(magnitude * exp(i * phase))).
+# MACO's magnitude is a natural-image spectrum shared by all units; feature
+# accentuation's is the seed photo's own (faccent/param.py, ``fourrier_phase``
+# with ``init_img``), the phase starting at the seed's, so the first image is the seed.
+
+MACO_PHASE_SD = 1.0  # Horama maco_fv.py init_maco_buffer(std_deviation=1.0); xplique init_maco_buffer(std=1.0)
+STANDARDIZE_EPS = 1e-4  # Horama common.py standardize: x / (std + 1e-4)
+SEED_LOGIT_EPS = 1e-3  # Horama feature_accentuation.py inverse_image_spectrum: log((x + 1e-3) / (1 - x + 1e-3))
+
+
+@flax.struct.dataclass
+class PhaseSpectrum:
+  """A phase to optimise over a fixed Fourier magnitude (decorrelated colour).
+
+  Attributes:
+    phase: ``[B, 3, h, w//2+1]`` the optimised phase (radians, before any standardization).
+    magnitude: ``[B, 3, h, w//2+1]`` the fixed magnitude; ``to_rgb`` stops its
+      gradient, so Adam-style optimisers (whose update of a zero gradient is 0)
+      never move it.
+    size: ``(h, w)``, static metadata.
+  """
+
+  phase: jax.Array
+  magnitude: jax.Array
+  size: tuple[int, int] = flax.struct.field(pytree_node=False)
+
+
+def _standardize(t: jax.Array) -> jax.Array:
+  """Zero mean, unit standard deviation per image (over all but the batch axis); Horama standardizes the one
+  image it renders, so per image keeps a batch of units independent."""
+  axes = tuple(range(1, t.ndim))
+  t = t - t.mean(axes, keepdims=True)
+  return t / (t.std(axes, keepdims=True) + STANDARDIZE_EPS)
+
+
+def phase_spatial(p: PhaseSpectrum, standardize: bool) -> jax.Array:
+  """``[B, h, w, 3]`` decorrelated-colour image of a :class:`PhaseSpectrum` (before colour and sigmoid).
+
+  Args:
+    p: the spectrum.
+    standardize: MACO's recipe (Horama maco_fv.py ``maco_preconditioner``, xplique
+      ``maco_image_parametrization``): standardize the phase, and the image after the inverse FFT;
+      feature accentuation (faccent ``fourrier_phase`` with a seed image) does neither.
+  """
+  h, w = p.size
+  phase = _standardize(p.phase) if standardize else p.phase
+  magnitude = jax.lax.stop_gradient(p.magnitude)
+  z = jax.lax.complex(jnp.cos(phase) * magnitude, jnp.sin(phase) * magnitude)
+  img = jnp.transpose(jnp.fft.irfft2(z, s=(h, w), axes=(-2, -1)), (0, 2, 3, 1))
+  return _standardize(img) if standardize else img
+
+
+def _check_spectrum(magnitude: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  h, w = size
+  magnitude = np.asarray(magnitude, np.float32)
+  if magnitude.shape != (3, h, w // 2 + 1):
+    raise ValueError(f"A magnitude spectrum for {h}x{w} images must have shape (3, {h}, {w // 2 + 1}); got "
+                     f"{magnitude.shape} (natural_spectrum(images) computes one at the images' size).")
+  return magnitude
+
+
+def _decorrelated(images: np.ndarray) -> np.ndarray:
+  """``[N, 3, h, w]``: the inverse of :func:`decorrelate_color` applied to every pixel of ``[N, h, w, 3]``."""
+  inverse = np.linalg.inv(COLOR_CORRELATION_NORMALIZED).astype(np.float32)
+  return np.transpose(np.asarray(images, np.float32) @ inverse.T, (0, 3, 1, 2))
+
+
+def natural_spectrum(images: np.ndarray) -> np.ndarray:
+  """MACO's magnitude: the mean Fourier magnitude of natural images in decorrelated colour.
+
+  Horama and xplique download ``imagenet_decorrelated.npy`` (the mean over ImageNet); here it is computed
+  from whatever images are given (the shipped photos by default, an ImageNet folder for the paper's setting),
+  at their size, so nothing is downloaded. MACO standardizes the image after the inverse FFT, so only the
+  shape of the spectrum matters, not its scale.
+
+  Args:
+    images: ``[N, h, w, 3]`` in ``[0, 1]``.
+
+  Returns:
+    float32 ``[3, h, w//2+1]``.
+  """
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
+    raise ValueError(f"natural_spectrum needs images of shape [N, h, w, 3] with N >= 1; got {images.shape}.")
+  return np.abs(np.fft.rfft2(_decorrelated(images), axes=(-2, -1))).mean(0).astype(np.float32)
+
+
+def _phase_param(init: Callable, standardize: bool) -> ImageParam:
+  return ImageParam(init, _PHASE_TO_RGB[standardize])
+
+
+_PHASE_TO_RGB = {s: (lambda p, s=s: jax.nn.sigmoid(decorrelate_color(phase_spatial(p, s)))) for s in (True, False)}
+
+
+def maco(magnitude: np.ndarray, sd: float = MACO_PHASE_SD) -> ImageParam:
+  """MACO (Fel et al., NeurIPS 2023): a fixed natural magnitude, a random phase, only the phase optimised.
+
+  ``image = sigmoid(M_normalized @ standardize(irfft2(magnitude * exp(i * standardize(phase)))))``
+  (Horama maco_fv.py ``maco_preconditioner``; its colour matrix is Lucid's :data:`COLOR_CORRELATION_NORMALIZED`
+  written transposed). The images are in ``[0, 1]``: the model record maps them to its input range (Horama's
+  ``values_range``).
+
+  Args:
+    magnitude: ``[3, h, w//2+1]`` (:func:`natural_spectrum`) for the ``h x w`` images to render.
+    sd: the phase's Normal init (Horama and xplique: 1.0).
+
+  Returns:
+    An :class:`ImageParam` over :class:`PhaseSpectrum` params. Every call returns the same ``to_rgb``, so
+    rendering with another magnitude reuses the compiled step.
+  """
+  magnitude = np.asarray(magnitude, np.float32)
+
+  def init(key: jax.Array, batch: int, size: tuple[int, int]) -> PhaseSpectrum:
+    h, w = _check_size(batch, size)
+    mag = _check_spectrum(magnitude, (h, w))
+    shape = (int(batch), *mag.shape)
+    return PhaseSpectrum(_normal(key, shape, sd), jnp.broadcast_to(jnp.asarray(mag), shape), (h, w))
+
+  return _phase_param(init, standardize=True)
+
+
+def seed_spectrum(seeds: np.ndarray) -> PhaseSpectrum:
+  """Feature accentuation's start: the phase and magnitude of seed images, so that ``to_rgb`` gives them back.
+
+  The inverse of :func:`accentuation`'s ``to_rgb``: a logit (Horama's ``inverse_image_spectrum``: the values
+  clipped 1e-3 from 0 and 1 first, as faccent's ``safe_logit`` does), the inverse colour matrix, a real FFT.
+
+  Args:
+    seeds: ``[B, h, w, 3]`` in ``[0, 1]``, one photo per unit.
+
+  Returns:
+    A batched :class:`PhaseSpectrum` (pass it to ``render(..., init_params=...)``).
+  """
+  seeds = np.asarray(seeds, np.float32)
+  if seeds.ndim != 4 or seeds.shape[-1] != 3:
+    raise ValueError(f"Seed images must have shape [B, h, w, 3] in [0, 1]; got {seeds.shape}.")
+  x = np.clip(seeds, SEED_LOGIT_EPS, 1.0 - SEED_LOGIT_EPS)
+  spectrum = np.fft.rfft2(_decorrelated(np.log(x / (1.0 - x))), axes=(-2, -1))
+  return PhaseSpectrum(jnp.asarray(np.angle(spectrum), jnp.float32), jnp.asarray(np.abs(spectrum), jnp.float32),
+                       seeds.shape[1:3])
+
+
+def accentuation() -> ImageParam:
+  """Feature accentuation's parameterization (faccent/param.py ``fourrier_phase`` with ``init_img``): the seed's
+  own magnitude fixed, its phase optimised, neither standardized.
+
+  (faccent also learns a per-frequency gate on the magnitude, ``sigmoid(mag_alpha)`` starting at
+  ``sigmoid(5)``; it is left out, so the magnitude stays exactly the seed's.) There is no random init:
+  render from :func:`seed_spectrum`.
+  """
+
+  def init(key: jax.Array, batch: int, size: tuple[int, int]) -> PhaseSpectrum:
+    raise ValueError("Feature accentuation starts from seed images: pass init_params=param.seed_spectrum(seeds) "
+                     "to render.")
+
+  return _phase_param(init, standardize=False)

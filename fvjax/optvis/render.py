@@ -50,27 +50,35 @@ class RenderResult(NamedTuple):
       threshold (higher is better).
     history: ``[steps, B]`` objective value at every step (on the transformed
       images the optimiser saw).
+    transparency: with ``render(..., transparency=True)``: ``[T, B, H, W, 3]``,
+      the absolute gradient of the objective with respect to each image summed
+      over the steps up to each threshold (MACO's transparency map, Horama's
+      ``transparency_accumulator``); else None.
   """
 
   images: np.ndarray
   thresholds: tuple[int, ...]
   values: np.ndarray
   history: np.ndarray
+  transparency: np.ndarray | None = None
 
 
 class _State(NamedTuple):
   params: Any
   opt_state: Any
+  transparency: Any = ()  # the summed |d objective / d image| when asked for
 
 
 def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | None = None,
-                   multiple: int = 1) -> tuple[objectives_lib.Objective, int | None]:
+                   multiple: int = 1, regularizer: objectives_lib.Objective | None = None,
+                   ) -> tuple[objectives_lib.Objective, int | None]:
   """Normalizes what a user passes into ``(Objective, batch size or None)``.
 
   Accepted: an :class:`~fvjax.optvis.objectives.Objective`; a string
   ``"layer:unit"``; or a sequence of unit indices together with ``layer``
   (image i optimises unit i: the batched form). Unit lists are padded to a
   multiple of ``multiple`` by repeating the last unit (for even sharding).
+  ``regularizer`` (an Objective without per-image data) is added to it.
   """
   if isinstance(objective_or_units, objectives_lib.Objective):
     obj, batch = objective_or_units, None
@@ -85,9 +93,11 @@ def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | Non
     raise TypeError(
         "render takes an Objective, a 'layer:unit' string, or a sequence of unit "
         f"indices with layer=...; got {type(objective_or_units).__name__}.")
+  if regularizer is not None:
+    obj = obj + regularizer
   for name in obj.layers:
     if name != "input":
-      model.check_layer(name)
+      model.check_layer(objectives_lib.unanchored(name))
   for name, unit in obj.units:  # unit indices are traced data: check them here, where they are known
     check_units(model, name, np.asarray([unit]))
   return obj, batch
@@ -149,6 +159,11 @@ def render(
     mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
     chunk: int = 32,
+    init_params: Any = None,
+    crops: int = 1,
+    anchored: bool = False,
+    transparency: bool = False,
+    regularizer: objectives_lib.Objective | None = None,
 ) -> RenderResult:
   """Feature visualization with Lucid's defaults.
 
@@ -172,6 +187,18 @@ def render(
     mesh: a 1-D device mesh; default all devices (of every process, under ``jax.distributed``).
     progress: show a tqdm progress bar.
     chunk: most steps run on device between two progress updates.
+    init_params: the starting params, batched over the images (leading axis
+      ``B``; e.g. :func:`~fvjax.optvis.param.seed_spectrum` for feature
+      accentuation); default ``param.init`` with one key per image.
+    crops: transform draws per step; the objective is averaged over them
+      (MACO's crops per step). 1: Lucid's one draw.
+    anchored: the model also sees the starting images, transformed with the
+      same draws as the images; objectives read their activations as
+      ``objectives.anchored(layer)`` (feature accentuation's regulariser).
+    transparency: also return the summed absolute image gradients
+      (:attr:`RenderResult.transparency`).
+    regularizer: an Objective added to the units' objective (e.g.
+      :func:`~fvjax.optvis.objectives.seed_distance`).
 
   Returns:
     A :class:`RenderResult`.
@@ -180,7 +207,9 @@ def render(
   if not thresholds or thresholds[0] < 0:
     raise ValueError(f"thresholds must be step counts >= 0 (0: the initial images); got {thresholds}.")
   mesh = mesh or parallel.data_mesh()
-  obj, units_batch = make_objective(model, objective_or_units, layer, multiple=mesh.size)
+  if int(crops) < 1:
+    raise ValueError(f"crops must be a positive number of transform draws per step; got {crops}.")
+  obj, units_batch = make_objective(model, objective_or_units, layer, mesh.size, regularizer)
   batch = units_batch or batch or 1
   size = model.input_size if size is None else ((size, size) if isinstance(size, int) else tuple(size))
   param = param or DEFAULT_PARAM
@@ -192,32 +221,53 @@ def render(
   # whatever the padding.
   padded = parallel.round_up(batch, mesh.size)
   init_key, loop_key = jax.random.split(key)
-  params = jax.vmap(lambda k: param.init(k, 1, size))(transforms_lib.image_keys(init_key, padded))
-  params = jax.tree_util.tree_map(lambda a: a.reshape(padded, *a.shape[2:]), params)
-  state = parallel.shard_batch(_State(params, optimizer.init(params)), mesh)
+  if init_params is None:
+    params = jax.vmap(lambda k: param.init(k, 1, size))(transforms_lib.image_keys(init_key, padded))
+    params = jax.tree_util.tree_map(lambda a: a.reshape(padded, *a.shape[2:]), params)
+  else:
+    params = _pad_rows(init_params, batch, padded)
+  state = _State(params, optimizer.init(params))
+  if transparency:
+    state = state._replace(transparency=jnp.zeros_like(param.to_rgb(params)))
+  state = parallel.shard_batch(state, mesh)
+  anchors = parallel.shard_batch(param.to_rgb(params), mesh) if anchored else ()
   model_params = parallel.replicate(model.params, mesh)
   obj_data = parallel.shard_batch(obj.data, mesh)
-  run, snapshot = _compiled(model.apply, obj.fn, param, transforms, optimizer, redirected_relu_steps > 0, chunk)
+  run, snapshot = _compiled(model.apply, obj.fn, param.to_rgb, transforms, optimizer, redirected_relu_steps > 0,
+                            chunk, int(crops), anchored)
 
   total = thresholds[-1]
-  history, shots, vals = [], [], []
+  history, shots, vals, alphas = [], [], [], []
   bar = tqdm(total=total, desc=f"render {model.name} x{batch}", disable=not progress, leave=False)
   done = 0
   for t in thresholds:
     while done < t:
       n = min(t - done, chunk)
-      state, values = run(state, model_params, obj_data, loop_key, jnp.int32(done), jnp.int32(n),
+      state, values = run(state, model_params, obj_data, anchors, loop_key, jnp.int32(done), jnp.int32(n),
                           jnp.int32(redirected_relu_steps))
       history.append(parallel.to_host(values)[:n, :batch])
       bar.update(n)
       done += n
-    images, v = snapshot(state, model_params, obj_data)
-    images, v = parallel.to_host((images, v))  # on every process, also when the batch spans several
-    shots.append(images[:batch])
+    images, v, alpha = parallel.to_host((*snapshot(state, model_params, obj_data, anchors), state.transparency))
+    shots.append(images[:batch])  # on every process, also when the batch spans several
     vals.append(v[:batch])
+    alphas.append(alpha[:batch] if transparency else None)
   bar.close()
   history = np.concatenate(history) if history else np.zeros((0, batch), np.float32)
-  return RenderResult(np.stack(shots), thresholds, np.stack(vals), history)
+  return RenderResult(np.stack(shots), thresholds, np.stack(vals), history,
+                      np.stack(alphas) if transparency else None)
+
+
+def _pad_rows(tree: Any, batch: int, padded: int) -> Any:
+  """Every leaf's first ``batch`` rows, padded to ``padded`` by repeating the last (like unit lists)."""
+
+  def pad(a):
+    a = jnp.asarray(a)
+    if a.ndim == 0 or a.shape[0] != batch:
+      raise ValueError(f"init_params must hold one row per image: leading axis {batch}; got shape {a.shape}.")
+    return jnp.concatenate([a, jnp.repeat(a[-1:], padded - batch, axis=0)])
+
+  return jax.tree_util.tree_map(pad, tree)
 
 
 DEFAULT_PARAM = param_lib.image()
@@ -226,7 +276,8 @@ DEFAULT_OPTIMIZER = optax.adam(LUCID_LEARNING_RATE)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool, chunk: int):
+def _compiled(apply, objective_fn, to_rgb, transforms, optimizer, redirect: bool, chunk: int, crops: int = 1,
+              anchored: bool = False):
   """The jitted ``run`` (up to ``chunk`` steps) and ``snapshot`` for one setting.
 
   Cached on the functions that define the computation (all hashable by
@@ -236,41 +287,63 @@ def _compiled(apply, objective_fn, param, transforms, optimizer, redirect: bool,
   baked into the executable as constants.
   """
 
-  def values_of(model_params, obj_data, images, seen):
+  def values_of(model_params, obj_data, images, seen, anchors_seen):
     # The model sees the transformed images; the layer "input" of penalties
     # (l1, total variation, ...) is the untransformed image, as Lucid's T("input").
-    logits, acts = apply(model_params, seen)
-    return objective_fn(dict(acts, logits=logits), images, obj_data)
+    if not anchored:
+      logits, acts = apply(model_params, seen)
+      return objective_fn(dict(acts, logits=logits), images, obj_data)
+    # One forward pass over the images and their anchors, split again.
+    logits, acts = apply(model_params, jnp.concatenate([seen, anchors_seen]))
+    both, b = dict(acts, logits=logits), seen.shape[0]
+    acts = {**{n: a[:b] for n, a in both.items()}, **{objectives_lib.anchored(n): a[b:] for n, a in both.items()}}
+    return objective_fn(acts, images, obj_data)
 
-  def step(state, i, model_params, obj_data, key, use_redirect):
+  def seen_values(model_params, obj_data, images, anchors, k):
+    if crops == 1:
+      return values_of(model_params, obj_data, images, transforms(k, images), anchored and transforms(k, anchors))
+
+    def one(c):  # crop c: the same draws for the images and their anchors
+      kc = jax.random.fold_in(k, c)
+      return values_of(model_params, obj_data, images, transforms(kc, images), anchored and transforms(kc, anchors))
+
+    return jax.vmap(one)(jnp.arange(crops)).mean(0)
+
+  def step(state, i, model_params, obj_data, anchors, key, use_redirect):
     k = jax.random.fold_in(key, i)
 
-    def loss(p):
-      images = param.to_rgb(p)
+    def loss_of_images(images):
       with activations.redirected_relu(use_redirect):  # a traced flag: one trace serves every step
-        v = values_of(model_params, obj_data, images, transforms(k, images))
+        v = seen_values(model_params, obj_data, images, anchors, k)
       return -jnp.sum(v), v
 
-    grads, v = jax.grad(loss, has_aux=True)(state.params)
+    if isinstance(state.transparency, tuple):  # Lucid's path, unchanged
+      grads, v = jax.grad(lambda p: loss_of_images(to_rgb(p)), has_aux=True)(state.params)
+      alpha = state.transparency
+    else:  # the image gradient too: d loss / d params = its pull-back through to_rgb
+      images, pull_back = jax.vjp(to_rgb, state.params)
+      image_grads, v = jax.grad(loss_of_images, has_aux=True)(images)
+      (grads,) = pull_back(image_grads)
+      alpha = state.transparency + jnp.abs(image_grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return _State(optax.apply_updates(state.params, updates), opt_state), v
+    return _State(optax.apply_updates(state.params, updates), opt_state, alpha), v
 
   @jax.jit
-  def run(state, model_params, obj_data, key, start, n, redirect_until):
+  def run(state, model_params, obj_data, anchors, key, start, n, redirect_until):
     batch = jax.tree_util.tree_leaves(state.params)[0].shape[0]
 
     def body(j, carry):
       state, values = carry
       i = start + j
-      state, v = step(state, i, model_params, obj_data, key, (i < redirect_until) if redirect else False)
+      state, v = step(state, i, model_params, obj_data, anchors, key, (i < redirect_until) if redirect else False)
       return state, values.at[j].set(v)
 
     values = jnp.zeros((chunk, batch), jnp.float32)
     return jax.lax.fori_loop(0, n, body, (state, values))
 
   @jax.jit
-  def snapshot(state, model_params, obj_data):
-    images = param.to_rgb(state.params)
-    return images, values_of(model_params, obj_data, images, images)
+  def snapshot(state, model_params, obj_data, anchors):
+    images = to_rgb(state.params)
+    return images, values_of(model_params, obj_data, images, images, anchors)
 
   return run, snapshot

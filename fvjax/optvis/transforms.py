@@ -301,3 +301,70 @@ def occlusion_study_transforms(fused: bool = False) -> Transform:
   else:
     middle = (random_scale(OCCLUSION_STUDY_SCALES), random_rotate(OCCLUSION_STUDY_ANGLES))
   return compose(jitter(16), *middle, jitter(8))
+
+
+# Random box crops resized to the model's input, plus noise: the transforms of MACO (Fel et al. 2023) and of
+# feature accentuation (Hamblin et al. 2024). Horama draws box sides as U(0, 1) * (b1 - b0) + b1 from its
+# default box_size=(0.20, 0.25) (horama/common.py optimization_step), i.e. sides in [0.25, 0.30] of the canvas;
+# xplique's default schedule (a mean side falling linearly from 0.5 to 0.05) averages 0.275 too.
+MACO_BOX_SIDES = (0.25, 0.30)
+MACO_CENTER_SD = 0.15  # Horama and xplique: box centres 0.5 + Normal(0, 0.15) (fractions of the canvas)
+MACO_NOISE = 0.05  # Horama maco(noise=0.05); xplique uses 0.08
+ACCENTUATION_BOX_SIDES = (0.05, 0.99)  # faccent transform.py box_crop_2 (standard_box_transforms)
+ACCENTUATION_NOISE = 0.02  # faccent transform.py uniform_gaussian_noise(noise_std=0.02)
+
+
+def box_crop(out_size: int | tuple[int, int], sides: tuple[float, float], center_sd: float | None = None,
+             fill: float = FILL_VALUE) -> Transform:
+  """A random square box of each image, resampled (bilinear) to ``out_size``.
+
+  Args:
+    out_size: side(s) of the output (the model's input size).
+    sides: the box side, a fraction of the image side, is drawn uniformly from this range.
+    center_sd: box centres are ``0.5 + Normal(0, center_sd)`` (MACO; boxes may reach past the border,
+      which reads ``fill``); None: the box lies inside the image, its corner uniform (faccent's ``box_crop_2``).
+    fill: value outside the image.
+
+  Returns:
+    A transform ``[B,H,W,C] -> [B,out_h,out_w,C]``.
+  """
+  oh, ow = (out_size, out_size) if isinstance(out_size, int) else (int(out_size[0]), int(out_size[1]))
+  lo, hi = float(sides[0]), float(sides[1])
+  if not 0 < lo <= hi:
+    raise ValueError(f"box_crop sides must satisfy 0 < low <= high; got {sides}.")
+
+  def one(key, image):
+    ks, ky, kx = jax.random.split(key, 3)
+    side = jax.random.uniform(ks, (), minval=lo, maxval=hi)
+    if center_sd is None:
+      top, left = (jax.random.uniform(k, ()) * jnp.maximum(1.0 - side, 0.0) for k in (ky, kx))
+    else:
+      top, left = (0.5 + center_sd * jax.random.normal(k, ()) - side / 2 for k in (ky, kx))
+    h, w = image.shape[:2]
+    y = (top + side * (jnp.arange(oh) + 0.5) / oh) * h - 0.5
+    x = (left + side * (jnp.arange(ow) + 0.5) / ow) * w - 0.5
+    return bilinear_sample(image, y[:, None], x[None, :], fill)
+
+  return _per_image(one)
+
+
+def noise(sd: float) -> Transform:
+  """Adds ``Normal(0, sd)`` and ``Uniform(-sd/2, sd/2)`` noise to every value (Horama's and faccent's
+  ``uniform_gaussian_noise``)."""
+
+  def one(key, image):
+    kn, ku = jax.random.split(key)
+    return (image + sd * jax.random.normal(kn, image.shape, image.dtype)
+            + sd * (jax.random.uniform(ku, image.shape, image.dtype) - 0.5))
+
+  return _per_image(one)
+
+
+def maco_transforms(out_size: int | tuple[int, int]) -> Transform:
+  """MACO's per-step transform: a box of side 0.25-0.30 around a jittered centre, resized, plus noise 0.05."""
+  return compose(box_crop(out_size, MACO_BOX_SIDES, MACO_CENTER_SD), noise(MACO_NOISE))
+
+
+def accentuation_transforms(out_size: int | tuple[int, int]) -> Transform:
+  """faccent's ``standard_box_transforms``: a box of side 0.05-0.99 inside the image, resized, plus noise 0.02."""
+  return compose(box_crop(out_size, ACCENTUATION_BOX_SIDES), noise(ACCENTUATION_NOISE))
