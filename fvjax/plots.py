@@ -79,3 +79,30 @@ def path_similarity(metrics: dict) -> plt.Figure:
   fig.suptitle(f"{metrics['model']}: {metrics['num_classes']} classes, {metrics['steps']} steps")
   fig.tight_layout()
   return fig
+
+
+def path_similarity_by_method(runs: dict[str, dict]) -> plt.Figure:
+  """The normalized path similarity by layer depth, one line (with its 95% band) per method.
+
+  Args:
+    runs: method name -> the ``metrics`` of :func:`fvjax.experiments.sanity_check.run` (same model and layers).
+  """
+  fig, ax = plt.subplots(figsize=(8, 4.2))
+  first = next(iter(runs.values()))
+  layers = first["layers"]
+  x = np.arange(len(layers))
+  for method, metrics in runs.items():
+    y = np.array([metrics["per_layer"][l]["normalized"] for l in layers])
+    ci = np.array([metrics["per_layer"][l]["normalized_ci"] for l in layers])
+    line, = ax.plot(x, y, "-o", ms=3, label=method)
+    ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
+  ax.axhline(1.0, color="gray", ls="--", lw=1)
+  ax.axhline(0.0, color="gray", ls=":", lw=1)
+  ax.set_xticks(x)
+  ax.set_xticklabels(layers, rotation=70, fontsize=7)
+  ax.set_xlabel("layer (depth)")
+  ax.set_ylabel("normalized path similarity\n(1: like same-class photos, 0: like other-class photos)")
+  ax.legend(fontsize=8)
+  ax.set_title(f"{first['model']}: {first['num_classes']} classes, {first['steps']} steps, by method")
+  fig.tight_layout()
+  return fig

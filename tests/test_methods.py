@@ -107,3 +107,16 @@ def test_bad_methods_and_missing_seeds_are_one_sentence_errors(tiny):
                   key=jax.random.PRNGKey(0), thresholds=(1,), progress=False)
   assert methods.render_options("lucid", tiny) == {}
   assert methods.accentuation_layer(tiny) == "conv2"
+
+
+def test_causal_references_and_visualize_take_the_method(tiny, tmp_path):
+  from fvjax.causal import benchmark, trials  # pylint: disable=g-import-not-at-top
+  from fvjax.experiments import visualize  # pylint: disable=g-import-not-at-top
+  key = jax.random.PRNGKey(0)
+  metrics = benchmark.run(tiny, "conv3", [0], str(tmp_path / "causal"), key=key, natural=trials.embedded_set(
+      key, 64, 0), observer=tiny, conditions=("synthetic",), stride=16, top_k=2, num_references=2, steps=2,
+                          chunk=16, progress=False, method={"method": "accentuation", "crops": 1})
+  assert metrics["references"]["synthetic"]["method"] == "accentuation"
+  config = visualize.Config(method="accentuation", crops=1, units=(3,), steps=2, accent_layer="conv1")
+  result = visualize.run(tiny, config, str(tmp_path / "vis"), progress=False)
+  assert result["method"] == "accentuation"

@@ -79,3 +79,16 @@ def test_degenerate_settings_are_refused_before_any_work(tmp_path):
   broken = model.replace(params=jax.tree_util.tree_map(lambda a: np.full_like(a, np.nan), model.params))
   with pytest.raises(ValueError, match="non-finite logits"):
     classify.top_k(broken, np.zeros((2, 64, 64, 3), np.float32))
+
+
+def test_method_accentuation_starts_from_the_class_photo_and_keys_the_store(tmp_path):
+  model, classes = models.load("tiny_cnn"), _two_classes()
+  base = sanity_check.Config(steps=2, layers=("conv1", "logits"), render_batch=2, num_bootstrap=5, crops=1)
+  lucid = sanity_check.run(model, base, str(tmp_path), classes=classes, progress=False)
+  accent = sanity_check.run(model, dataclasses.replace(base, method="accentuation"), str(tmp_path), classes=classes,
+                            progress=False)
+  assert (lucid["method"], accent["method"]) == ("lucid", "accentuation")
+  assert len(list((tmp_path / "store").glob("visualizations-*.npz"))) == 2  # each method its own entry
+  # Two steps from the class's first photo: processed like that class's photos at the first layer, unlike
+  # Lucid's noise.
+  assert accent["per_layer"]["conv1"]["normalized"] > 0.5 > lucid["per_layer"]["conv1"]["normalized"]

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -42,6 +42,7 @@ from fvjax.causal import occlusion
 from fvjax.causal import references as references_lib
 from fvjax.causal import trials as trials_lib
 from fvjax.models.record import ModelRecord
+from fvjax.optvis import methods
 from fvjax.optvis import render as render_lib
 
 
@@ -89,6 +90,21 @@ def _aggregate(units: Sequence[int], results: Mapping[int, dict], conditions: Se
   return out
 
 
+def _method_options(model, method, natural, values, units, top_k, n, render_size, preset) -> dict:
+  """``render`` options of the synthetic references' method (see :func:`run`'s ``method``)."""
+  if not method or method.get("method") == "lucid":
+    return {}
+  settings = dict(method)
+  name = settings.pop("method")
+  canvas = (render_size or model.input_size[0]) + 2 * references_lib.TRANSFORM_PRESETS[preset][1]
+  seeds = None
+  if methods.needs_seeds(name):  # n seeds a unit: the images ranked just below its queries (wrapping round)
+    ranked = [np.resize(np.argsort(-values[:, u], kind="stable")[top_k:], n) for u in units]
+    seeds = np.concatenate([natural.load(r) for r in ranked])
+  spectrum = natural.load(range(min(natural.count, 64))) if name == "maco" else None
+  return methods.render_options(name, model, size=canvas, spectrum_images=spectrum, seeds=seeds, **settings)
+
+
 def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, key: jax.Array,
         natural: trials_lib.NaturalSet, observer: ModelRecord, observer_layer: str | None = None,
         conditions: Sequence[str] = references_lib.CONDITIONS, fraction: float = occlusion.PAPER_FRACTION,
@@ -97,7 +113,7 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
         diversity: float = references_lib.PAPER_DIVERSITY, transforms: str = references_lib.DEFAULT_PRESET,
         blur_stride: int | None = None, render_units: int = 16, temperature: float | None = None,
         observer_mode: str = "image", chunk: int = 128, mesh: jax.sharding.Mesh | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, method: Mapping[str, Any] | None = None) -> dict:
   """Runs the benchmark and writes its files (see the module docstring).
 
   Args:
@@ -133,6 +149,11 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
     chunk: occluded images per forward pass.
     mesh: 1-D device mesh (default: all devices).
     progress: progress bars.
+    method: the synthetic references' feature-visualization method: ``{"method": name, ...}`` with the
+      keywords of :func:`fvjax.optvis.methods.render_options` (``MethodConfig.method_settings()``); empty or
+      None: Lucid's recipe. MACO's spectrum is that of the natural set (its first 64 images); accentuation
+      starts the references of a unit from the natural images ranked just below its queries (ranks
+      ``top_k + 1`` on), and its crops replace the preset's transforms (the preset's padding stays).
 
   Returns:
     The metrics dict written to ``metrics.json``.
@@ -160,7 +181,7 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
               "observer": store.model_settings(observer), "observer_layer": observer_layer,
               "natural_count": natural.count,
               "natural_names": hashlib.sha1("\n".join(natural.names).encode()).hexdigest()[:16],
-              "key": np.asarray(jax.random.key_data(key)).ravel().tolist()}
+              "key": np.asarray(jax.random.key_data(key)).ravel().tolist(), **(method or {})}
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   values = _natural_values(model, layer, natural, workdir, settings, progress)
@@ -183,7 +204,8 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
     if groups:
       rendered = references_lib.synthetic_references(
           model, layer, group, key=jax.random.fold_in(key, group[0]), n=groups, steps=steps,
-          size=render_size, diversity=diversity, preset=transforms, mesh=mesh, progress=progress)
+          size=render_size, diversity=diversity, preset=transforms, mesh=mesh, progress=progress,
+          **_method_options(model, method, natural, values, group, top_k, sum(groups), render_size, transforms))
       for u, images in zip(group, rendered):
         parts = np.split(images, np.cumsum(groups)[:-1])
         synthetic[u] = {"synthetic": parts[0] if "synthetic" in conditions else None,
@@ -218,7 +240,8 @@ def run(model: ModelRecord, layer: str, units: Sequence[int], workdir: str, *, k
                    "temperature": temperature},
       "occluder": {"size": g.size, "side": g.side, "stride": g.stride, "positions": g.count},
       "references": {
-          "synthetic": {"steps": steps, "diversity": diversity, "transforms": transforms,
+          "synthetic": {"method": (method or {}).get("method", "lucid"), "steps": steps, "diversity": diversity,
+                        "transforms": transforms,
                         "canvas": (render_size or model.input_size[0]) + 2 * padding, "cropped_px": padding,
                         "size": render_size or model.input_size[0]},
           "natural": {"bins": num_references, "bin_width": bin_width or top_k,

@@ -192,9 +192,9 @@ def synthetic_references(model: ModelRecord, layer: str, units: Sequence[int], *
   size = model.input_size[0] if size is None else int(size)
   mesh = mesh or parallel.data_mesh()
   obj = synthetic_objective(layer, units, sizes, diversity, mesh.size)
+  render_options = {"transforms": transforms, **render_options}  # a method's own transforms replace the preset's
   result = render_lib.render(model, obj, key=key, batch=len(units) * sum(sizes), size=size + 2 * padding,
-                             transforms=transforms, thresholds=(steps,), mesh=mesh, progress=progress,
-                             **render_options)
+                             thresholds=(steps,), mesh=mesh, progress=progress, **render_options)
   images = np.asarray(result.images[-1])[:, padding:padding + size, padding:padding + size]
   return images.reshape(len(units), sum(sizes), *images.shape[1:])
 

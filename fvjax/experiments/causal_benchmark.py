@@ -46,9 +46,10 @@ def _all_units(items):
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(config_lib.MethodConfig):
   """Settings of :func:`run` (defaults: the 2021 study's occluder, queries, references and steps); the flags of
-  ``fvjax.launch.causal_benchmark``."""
+  ``fvjax.launch.causal_benchmark``. ``--method`` renders the synthetic references (see
+  :func:`fvjax.causal.benchmark.run`'s ``method``)."""
 
   layer: str = option("block9", "Layer of the units; a unit's activation is the spatial mean of its channel there "
                       "(the 2021 study: InceptionV1's pre-ReLU layers, e.g. mixed4a_pre_relu).")
@@ -149,7 +150,8 @@ def run(model: ModelRecord, config: Config, workdir: str, *, observer: ModelReco
                  num_references=config.num_references, bin_width=config.bin_width, steps=config.steps,
                  render_size=config.render_size, diversity=config.diversity, transforms=config.transforms,
                  blur_stride=config.blur_stride, render_units=config.render_units, temperature=config.temperature,
-                 observer_mode=config.observer_mode, chunk=config.chunk, mesh=mesh, progress=progress)
+                 observer_mode=config.observer_mode, chunk=config.chunk, mesh=mesh, progress=progress,
+                 method=config.method_settings())
   by_layer = layer_units(config.units, config.layer)
   if len(by_layer) == 1:
     (layer, units), = by_layer.items()

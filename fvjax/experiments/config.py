@@ -23,6 +23,8 @@ import types
 import typing
 from typing import Any, Callable, Sequence
 
+from fvjax.optvis import methods
+
 # Largest image side a size option takes: a float32 render batch grows with
 # the square of it, and 100000 px asks numpy for terabytes (a MemoryError).
 MAX_SIZE = 4096
@@ -165,3 +167,34 @@ def size(default: int | None, help: str, lower: int = 1) -> Any:  # pylint: disa
 def seed() -> Any:
   """The PRNG seed option every experiment has."""
   return option(0, "PRNG seed: the same seed gives the same images and results.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+  """The feature-visualization method of an experiment (a base of its ``Config``: the flags ``--method``,
+  ``--crops``, ``--accent_layer``, ``--accent_weight``); see :mod:`fvjax.optvis.methods`."""
+
+  method: str = option("lucid", "Feature-visualization method: lucid (Lucid's recipe), maco (Fel et al. 2023: fixed "
+                       "natural magnitude spectrum, phase optimised, random crops), accentuation (Hamblin et al. "
+                       "2024: from a natural seed image, kept close to it in the model's latent space) or pixel "
+                       "(Lucid's recipe on pixels).", choices=methods.METHODS)
+  crops: int | None = option(None, "maco and accentuation: random crops per step (default: Horama's 6 for maco, "
+                             "faccent's 16 for accentuation); lucid and pixel draw Lucid's one transform a step.",
+                             lower=1)
+  accent_layer: str | None = option(None, "accentuation: layer of the seed-distance regulariser (default: the "
+                                    "layer a quarter of the way into the model; InceptionV1's mixed3a).")
+  accent_weight: float = option(1.0, "accentuation: weight of the seed-distance regulariser (faccent: 1).", lower=0)
+
+  def method_settings(self) -> dict:
+    """The method's fields, for the store keys of rendered images (empty for Lucid's recipe, whose stored
+    results predate the field)."""
+    if self.method == "lucid":
+      return {}
+    return {"method": self.method, "crops": self.crops, "accent_layer": self.accent_layer,
+            "accent_weight": self.accent_weight}
+
+  def render_options(self, model, size: int | None = None, spectrum_images=None, seeds=None) -> dict:
+    """``render`` keyword arguments of the method (:func:`fvjax.optvis.methods.render_options`)."""
+    return methods.render_options(self.method, model, size=size, spectrum_images=spectrum_images, seeds=seeds,
+                                  accent_layer=self.accent_layer, accent_weight=self.accent_weight,
+                                  crops=self.crops)

@@ -38,6 +38,7 @@ from fvjax import store
 from fvjax.experiments import config as config_lib
 from fvjax.models import labels as labels_lib
 from fvjax.models.record import ModelRecord, check_images
+from fvjax.optvis import methods
 from fvjax.optvis import render as render_lib
 
 
@@ -143,9 +144,14 @@ option = config_lib.option
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(config_lib.MethodConfig):
   """Settings of :func:`run` (Lucid's 512 steps; the paper's 50 images per class); the flags of
-  ``fvjax.launch.sanity_check``."""
+  ``fvjax.launch.sanity_check``.
+
+  ``--method=accentuation`` starts each class unit from the class's first natural image (in embedded mode
+  the photo itself; that image is also one of the class's natural images N_c the visualization is compared
+  with). MACO's spectrum is the mean over the first natural image of up to 64 classes spread over the list.
+  """
 
   imagenet_dir: str | None = option(
       None, "ImageNet-layout folder (one subfolder per class, named by WordNet ID, mapped to the model's logits "
@@ -208,8 +214,9 @@ def run(model: ModelRecord, config: Config, workdir: str, *, classes: ClassImage
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   render_settings = {**store.model_settings(model), "steps": steps, "size": size, "render_batch": render_batch,
-                     "key": key, "render_options": render_options}
-  visualizations = _render_all(model, classes, workdir, key, render_settings, progress)
+                     "key": key, "render_options": render_options, **config.method_settings()}
+  visualizations = _render_all(model, classes, workdir, key, render_settings, _method_options(model, config, classes),
+                               progress)
 
   num = len(classes.classes)
   num_other = max(1, min(num_other, num - 1))
@@ -252,7 +259,7 @@ def run(model: ModelRecord, config: Config, workdir: str, *, classes: ClassImage
     per_class = similarity.ClassSimilarity(sims["fv"][:, j], sims["same"][:, j], sims["diff"][:, j])
     per_layer[l] = similarity.summarise(per_class, num_bootstrap=num_bootstrap)
   metrics = {
-      "model": model.name, "weights": model.weights, "measure": measure, "reduction": reduction, "steps": steps,
+      "model": model.name, "weights": model.weights, "method": config.method, "measure": measure, "reduction": reduction, "steps": steps,
       "num_classes": num, "classes": [int(c) for c in classes.classes], "class_wnids": list(classes.wnids),
       "class_names": list(classes.names),
       "num_other_classes": num_other, "seconds": time.time() - start, "layers": list(layers),
@@ -265,7 +272,22 @@ def run(model: ModelRecord, config: Config, workdir: str, *, classes: ClassImage
   return metrics
 
 
-def _render_all(model, classes, workdir, key, settings, progress):
+def _method_options(model: ModelRecord, config: Config, classes: ClassImages) -> Callable[[range], dict]:
+  """``class positions -> render options`` of ``config.method`` (MACO's spectrum computed once)."""
+  first = lambda i: check_images(model, classes.load(i))[:1]
+  if config.method == "maco":
+    picks = range(0, len(classes.classes), max(1, len(classes.classes) // 64))
+    spectrum = np.concatenate([first(i) for i in picks])
+    options = config.render_options(model, config.size, spectrum_images=spectrum)
+    return lambda positions: options
+  if methods.needs_seeds(config.method):
+    return lambda positions: config.render_options(model, config.size,
+                                                   seeds=np.concatenate([first(i) for i in positions]))
+  options = config.render_options(model, config.size)
+  return lambda positions: options
+
+
+def _render_all(model, classes, workdir, key, settings, method_options, progress):
   """Class-unit visualizations ``[C,h,w,3]``, stored per chunk of ``render_batch`` units (resumable)."""
   out = []
   units = list(classes.classes)
@@ -276,7 +298,7 @@ def _render_all(model, classes, workdir, key, settings, progress):
     if saved is None:
       result = render_lib.render(model, chunk, layer="logits", key=jax.random.fold_in(key, start),
                                  thresholds=(settings["steps"],), size=settings["size"], progress=progress,
-                                 **settings["render_options"])
+                                 **method_options(range(start, start + len(chunk))), **settings["render_options"])
       saved = {"images": result.images[-1]}
       store.save_arrays(workdir, "visualizations", chunk_settings, saved)
     out.append(saved["images"])

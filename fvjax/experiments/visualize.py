@@ -19,14 +19,19 @@ from fvjax import io
 from fvjax import plots
 from fvjax.experiments import config as config_lib
 from fvjax.models.record import ModelRecord, check_images
+from fvjax.optvis import methods
 from fvjax.optvis import render as render_lib
 
 option = config_lib.option
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  """Settings of :func:`run` (Lucid's defaults); the flags of ``fvjax.launch.visualize``."""
+class Config(config_lib.MethodConfig):
+  """Settings of :func:`run` (Lucid's defaults); the flags of ``fvjax.launch.visualize``.
+
+  ``--method=accentuation`` starts each unit from the natural image on which the unit is largest; MACO's
+  spectrum is that of the natural images (default: the shipped photos).
+  """
 
   layer: str = option("logits", "Layer whose units to visualize.")
   units: tuple[int, ...] = option((281, 967), "Unit indices (or a range a-b).", units="required")
@@ -57,7 +62,8 @@ def run(model: ModelRecord, config: Config, workdir: str, *, natural_images: np.
     model: the model record.
     config: the settings.
     workdir: output folder (created).
-    natural_images: ``[N,H,W,3]`` in ``[0,1]``; default the embedded photos.
+    natural_images: ``[N,H,W,3]`` in ``[0,1]``; default the embedded photos (also MACO's spectrum and
+      accentuation's seeds).
     progress: progress bar.
     **render_options: passed to :func:`fvjax.optvis.render.render`.
 
@@ -68,14 +74,17 @@ def run(model: ModelRecord, config: Config, workdir: str, *, natural_images: np.
   model.check_layer(layer)
   units = list(config.units)
   os.makedirs(workdir, exist_ok=True)
-  start = time.time()
-  result = render_lib.render(model, units, layer=layer, key=jax.random.PRNGKey(config.seed),
-                             thresholds=config.all_thresholds, size=config.size,
-                             redirected_relu_steps=config.redirected_relu_steps, progress=progress, **render_options)
-  seconds = time.time() - start
   if natural_images is None:
     natural_images, _ = data.sample_photos(model.input_size[0])
   natural = render_lib.unit_values(model, layer, check_images(model, natural_images))[:, units]
+  seeds = natural_images[natural.argmax(0)] if methods.needs_seeds(config.method) else None
+  method_options = config.render_options(model, config.size, spectrum_images=natural_images, seeds=seeds)
+  start = time.time()
+  result = render_lib.render(model, units, layer=layer, key=jax.random.PRNGKey(config.seed),
+                             thresholds=config.all_thresholds, size=config.size,
+                             redirected_relu_steps=config.redirected_relu_steps, progress=progress,
+                             **method_options, **render_options)
+  seconds = time.time() - start
   final = result.images[-1]
   for u, image in zip(units, final):
     io.write_png(os.path.join(workdir, f"unit_{u}.png"), image)
@@ -85,6 +94,7 @@ def run(model: ModelRecord, config: Config, workdir: str, *, natural_images: np.
       "model": model.name,
       "weights": model.weights,
       "layer": layer,
+      "method": config.method,
       "thresholds": list(result.thresholds),
       "render_seconds": seconds,
       "num_natural_images": int(len(natural_images)),
