@@ -76,7 +76,7 @@ def test_installed_scripts_run_with_shipped_flagfiles_and_no_top_level_launch(in
   assert "\n  --grid:" in helped.stdout and "\n  --workdir:" in helped.stdout
   shipped = os.path.join(site, "fvjax", "launch", "flags")
   joined = helped.stdout.replace("\n", " ")
-  assert "demo, fooling_demo" in joined and shipped in joined, helped.stdout
+  assert "demo, detector_demo" in joined and shipped in joined, helped.stdout
 
   # A shipped flagfile by name, from a folder that has none: demo.flags names the sanity check's settings;
   # classify takes its --model (then overridden by a tiny one) and --undefok skips the rest.

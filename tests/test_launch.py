@@ -63,7 +63,7 @@ LAUNCH_MODULES = ("classify", "visualize", "sanity_check", "train_detector", "fo
                   "theory", "causal_benchmark")
 
 
-CHECK_HELP = """
+CHECK_HELP = r"""
 import importlib, sys
 from absl import flags
 name = sys.argv[1]
@@ -72,6 +72,15 @@ assert module.__doc__ and "python -m " + name in module.__doc__, "docstring must
 for module_name in (name, "fvjax.launch.model_flags", "fvjax.launch.detector_flags"):
   for flag in flags.FLAGS.get_flags_for_module(module_name):
     assert flag.help and len(flag.help) > 10, flag.name
+# Every docstring example (its shipped flagfiles expanded) names only flags the script defines.
+from fvjax import launch
+examples = module.__doc__.replace("\\\n", " ").split("python -m " + name)[1:]
+assert examples
+for example in examples:
+  args = launch.expand_flagfiles(example.splitlines()[0].split())
+  for arg in args:
+    flag = arg.split("=")[0].lstrip("-")
+    assert flag in flags.FLAGS or (flag.startswith("no") and flag[2:] in flags.FLAGS), (example, flag)
 print(len(flags.FLAGS.get_flags_for_module(name)))
 """
 

@@ -1,6 +1,6 @@
 r"""Train the natural-vs-visualization detector of the fooling circuit (paper 2.1).
 
-  python -m fvjax.launch.train_detector --flagfile=fooling_demo.flags
+  python -m fvjax.launch.train_detector --flagfile=detector_demo.flags
   python -m fvjax.launch.train_detector --model=inception_v1 --weights=inception5h.pth \
       --natural_dir=/data/imagenet/train --units=100-999 --heldout_units=0-99 \
       --detector_size=224 --thresholds=4,8,16,32,64,128,256,512 --detector_steps=20000
