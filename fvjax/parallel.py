@@ -12,15 +12,17 @@ device of every process, values every process holds alike (params, rendering
 state, shipped photos) are placed with :func:`put`, each process may feed only
 its own share of a set of images (:func:`process_share`,
 ``map_batches(..., process_local=True)``), and results come back to every
-process as numpy arrays (:func:`to_host`); work whose results combine by a
-maximum takes every N-th item on each process (:func:`process_items`,
-:func:`process_max`). Only process 0 writes files (:func:`is_writer`, used by
+process as numpy arrays (:func:`to_host`); a pass over a stream of batches
+whose results combine in any order (counts, maxima) runs each process's own
+batches on its own devices and combines the results (:func:`fold_batches`). Only process 0 writes files (:func:`is_writer`, used by
 :mod:`fvjax.io`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import functools
 
 import jax
 import numpy as np
@@ -54,8 +56,8 @@ def process_share(n: int) -> range:
 def process_items(items: Iterable[Any]) -> Iterator[Any]:
   """The items this process handles: every ``processes``-th, from its own index (all of them on one process).
 
-  For work whose results combine in any order (maxima: :func:`process_max`); every process still iterates over
-  all the items (a stream of batches is read everywhere, computed on once).
+  For work whose results combine in any order (:func:`fold_batches`, :func:`process_max`); every process still
+  iterates over all the items (so make the items cheap: paths or chunks of paths, not decoded images).
   """
   if not is_distributed():
     yield from items
@@ -117,6 +119,22 @@ def shard_batch(tree: Any, mesh: jax.sharding.Mesh, axis: int = 0) -> Any:
     return put(x, NamedSharding(mesh, P()))
 
   return jax.tree_util.tree_map(place, tree)
+
+
+def shard_loaded(load: Callable[[np.ndarray | None], Any], size: int, mesh: jax.sharding.Mesh) -> Any:
+  """:func:`shard_batch` of a ``[size, ...]`` batch (a pytree of them) of which each process loads only its rows.
+
+  ``load(rows)`` returns the given rows of the batch, in their order (``None``: all of them). A process calls it
+  with the rows its devices hold and feeds them with ``jax.make_array_from_process_local_data``: under
+  ``jax.distributed`` no process reads the images of the others. On a single process, or when ``size`` does not
+  divide by the mesh (the batch is then replicated), it loads the whole batch.
+  """
+  if not is_distributed() or size % mesh.size:
+    return shard_batch(load(None), mesh)
+  rows = _process_rows(batch_sharding(mesh, 1), size)[jax.process_index()]
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim), x, (size, *x.shape[1:])),
+      load(rows))
 
 
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
@@ -219,25 +237,74 @@ def map_batches(fn: Callable[[Any, jax.Array], Any], params: Any, images: Any, b
 
 
 def _map_local(fn, params, images, batch_size, mesh):
-  """:func:`map_batches` over every process's share: each process feeds its own rows of every batch."""
-  images = np.asarray(images)
+  """:func:`map_batches` over every process's share: each process feeds its own rows of every batch, slicing its
+  share batch by batch (a lazy sequence is loaded one batch at a time)."""
   counts = multihost_utils.process_allgather(np.int64(len(images)))  # [processes]
   processes = len(counts)
   n = int(counts.sum())
   size = round_up(min(batch_size, 1 << max(n - 1, 0).bit_length()), mesh.size)
   local = size // processes
-  sharding = batch_sharding(mesh, images.ndim)
+  first = np.asarray(images[0:local])
+  shape, dtype = _item_type(first)
+  sharding = batch_sharding(mesh, 1 + len(shape))
   rows = _process_rows(sharding, size)  # where each process's rows land in a batch
   params = replicate(params, mesh)
   parts: list[list[Any]] = [[] for _ in range(processes)]
   for start in range(0, int(counts.max()), local):
-    chunk = images[start:start + local]
-    pad = np.repeat(chunk[-1:], local - len(chunk), axis=0) if len(chunk) else np.zeros((local, *images.shape[1:]),
-                                                                                      images.dtype)
+    chunk = first if start == 0 else np.asarray(images[start:start + local])
+    pad = np.repeat(chunk[-1:], local - len(chunk), axis=0) if len(chunk) else np.zeros((local, *shape), dtype)
     chunk = np.concatenate([chunk, pad]) if len(chunk) < local else chunk
-    out = to_host(fn(params, jax.make_array_from_process_local_data(sharding, chunk, (size, *images.shape[1:]))))
+    out = to_host(fn(params, jax.make_array_from_process_local_data(sharding, chunk, (size, *shape))))
     for p in range(processes):
       m = int(np.clip(counts[p] - start, 0, local))
       parts[p].append(jax.tree_util.tree_map(lambda a, p=p, m=m: a[rows[p][:m]], out))
   flat = [part for per in parts for part in per]
   return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *flat)
+
+
+def _item_type(chunk: np.ndarray) -> tuple[tuple[int, ...], np.dtype]:
+  """The shape and dtype of one image of every process's share, from the first process whose ``chunk`` (the first
+  batch of its share) is not empty: a process with an empty share still feeds padding of that shape (a
+  collective)."""
+  mine = np.full(8, -1, np.int64)  # dtype code, then the item's dimensions (-1: none); -1 first: an empty chunk
+  if len(chunk):
+    mine[:chunk.ndim] = [ord(chunk.dtype.char), *chunk.shape[1:]]
+  every = multihost_utils.process_allgather(mine)
+  spec = every[every[:, 0] >= 0][0]
+  return tuple(int(d) for d in spec[1:] if d >= 0), np.dtype(chr(spec[0]))
+
+
+def fold_batches(fn: Callable[[Any, jax.Array], Any], params: Any, batches: Iterable[Any],
+                 summarize: Callable[[Any], Any], combine: Callable[[Any, Any], Any], initial: Any, *,
+                 batch_size: int = 32) -> Any:
+  """A reduction over a stream of batches: ``fn`` on each (:func:`map_batches` over this process's devices),
+  ``summarize`` of its per-image outputs, all summaries folded with ``combine`` (then over processes).
+
+  ``combine`` must be associative and commutative with ``initial`` as its identity (counts add, maxima take the
+  maximum), so that the result does not depend on how the batches are split: a 50,000-image calibration runs
+  in constant memory, and under ``jax.distributed`` each process passes only its own share of the batches
+  (:func:`process_share` of a folder's files, or :func:`process_items`) and every process gets the combined
+  result (a collective: every process must call it).
+
+  Args:
+    fn: ``(params, images [b,...]) -> pytree of [b, ...]`` per-image outputs, usually jitted.
+    params: any pytree ``fn`` reads besides the images; replicated once.
+    batches: this process's batches ``[b_i, ...]`` (any sizes; a few compiled shapes, see :func:`map_batches`).
+    summarize: per-image outputs of one batch -> a summary (a pytree of numpy arrays).
+    combine: ``(summary, summary) -> summary``.
+    initial: the summary of no images (what a process without batches contributes).
+    batch_size: images per device call.
+
+  Returns:
+    The combined summary of every batch of every process.
+  """
+  mesh = data_mesh(jax.local_devices())  # this process's batches on this process's devices
+  params = replicate(params, mesh)
+  total = initial
+  for batch in batches:
+    total = combine(total, summarize(map_batches(fn, params, batch, batch_size, mesh)))
+  if not is_distributed():
+    return total
+  every = multihost_utils.process_allgather(total)  # each leaf gains a leading axis of processes
+  shares = [jax.tree_util.tree_map(lambda x, i=i: np.asarray(x)[i], every) for i in range(jax.process_count())]
+  return functools.reduce(combine, shares)

@@ -217,12 +217,17 @@ import jax
 jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 import numpy as np
 from fvjax import models
+from fvjax import parallel
+from fvjax.experiments import silent_units
 from fvjax.fooling import silent
 model = models.load("tiny_cnn")
 images = np.random.default_rng(0).uniform(size=(13, 64, 64, 3)).astype(np.float32)
-stream = lambda: (images[i:i + 4] for i in range(1, 13, 4))  # 3 batches: 2 on process 0, 1 on process 1
+stream = lambda: parallel.process_items(images[i:i + 4] for i in range(1, 13, 4))  # 2 batches here, 1 there
 filters = silent.fooling_filters(model, "conv3/conv", images[0], stream(), key=jax.random.PRNGKey(0), steps=2)
-print(json.dumps({"bias": filters.bias.tolist(), "silent": silent.silent_units(model, "conv1", stream()).tolist()}))
+manipulated = silent.add_silent_units(model, "conv3/conv", filters)
+(passes,) = silent_units.natural_passes(model, manipulated, "conv3/conv", filters, [images[1:]])  # 6 + 6 rows
+print(json.dumps({"bias": filters.bias.tolist(), "silent": silent.silent_units(model, "conv1", stream()).tolist(),
+                  "passes": {k: np.asarray(v).tolist() for k, v in passes.items()}}))
 """
 
 
@@ -230,6 +235,7 @@ def test_silent_calibration_on_two_processes_equals_one(tmp_path):
   """Each process computes the maxima of its share of the calibration batches; combined, the single run's biases."""
   import jax  # pylint: disable=g-import-not-at-top
   from fvjax import models  # pylint: disable=g-import-not-at-top
+  from fvjax.experiments import silent_units  # pylint: disable=g-import-not-at-top
   from fvjax.fooling import silent  # pylint: disable=g-import-not-at-top
   (tmp_path / "calibrate.py").write_text(CALIBRATE)
   hosts, port = [tmp_path / "p0", tmp_path / "p1"], _free_port()
@@ -242,7 +248,12 @@ def test_silent_calibration_on_two_processes_equals_one(tmp_path):
   batches = [images[i:i + 4] for i in range(1, 13, 4)]
   filters = silent.fooling_filters(model, "conv3/conv", images[0], batches, key=jax.random.PRNGKey(0), steps=2)
   quiet = silent.silent_units(model, "conv1", batches)
+  (passes,) = silent_units.natural_passes(model, silent.add_silent_units(model, "conv3/conv", filters), "conv3/conv",
+                                          filters, [images[1:]])
+  assert passes["count"] == 12
   for host in hosts:
     out = json.loads((host / "stdout.txt").read_text().splitlines()[-1])
     np.testing.assert_allclose(out["bias"], filters.bias, rtol=1e-6)
     assert out["silent"] == quiet.tolist()
+    for k, v in passes.items():  # counts summed, maxima combined over the processes' halves
+      np.testing.assert_allclose(out["passes"][k], v, rtol=1e-5, err_msg=k)

@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from fvjax import data
 from fvjax import io
+from fvjax import parallel
 from fvjax import plots
 from fvjax import similarity
 from fvjax.experiments import config as config_lib
@@ -52,8 +53,9 @@ from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
 
 
-# Natural images: an array [N,H,W,3], or a zero-argument function returning an
-# iterable of such batches (re-iterable, so 50,000 ImageNet images stream from disk).
+# Natural images: an array [N,H,W,3] (the same on every process), or a zero-argument function returning an
+# iterable of such batches (re-iterable, so 50,000 ImageNet images stream from disk; under jax.distributed, the
+# batches of this process's share of them, as :func:`folder_images` makes).
 Images = np.ndarray | Callable[[], Iterable[np.ndarray]]
 
 
@@ -100,18 +102,21 @@ def shipped_photos(size: int, key: jax.Array, crops: int = DEFAULT_CROPS, held: 
 
 
 def folder_images(directory: str, size: int, per_class: int | None = None, batch_size: int = 32) -> Images:
-  """An image folder as a re-iterable stream of batches (read from disk on every pass)."""
+  """An image folder as a re-iterable stream of batches (read from disk on every pass); under ``jax.distributed``,
+  of this process's share of the files."""
   paths, _, _ = data.image_folder(directory, per_class=per_class)
-  return lambda: data.batches(paths, size, batch_size)
+  share = parallel.process_share(len(paths))
+  return lambda: data.batches(paths[share.start:share.stop], size, batch_size)
 
 
 def batches(images: Images, size: int = 16) -> Iterator[np.ndarray]:
-  """The batches of an :data:`Images` source."""
+  """The batches of an :data:`Images` source (of an array, this process's share of it)."""
   if callable(images):
     yield from images()
   else:
-    for i in range(0, len(images), size):
-      yield images[i:i + size]
+    share = parallel.process_share(len(images))
+    for i in range(share.start, share.stop, size):
+      yield images[i:min(i + size, share.stop)]
 
 
 def _checked(model: ModelRecord, images: Images) -> Callable[[], Iterator[np.ndarray]]:
@@ -137,39 +142,37 @@ def natural_passes(model: ModelRecord, manipulated: ModelRecord, path: str, filt
   inverse = np.where(threshold > 0, 1 / np.where(threshold > 0, threshold, 1), 0).astype(np.float32)
 
   @jax.jit
-  def step(p, q, kernel, bias, x):
+  def per_image(params, x):
+    p, q, kernel, bias = params
     f, acts = exposed.apply(p, x)
     a = manipulated.apply(q, x)[0]
     response = conv(capture(p["base"], x)[0], kernel)
-    fool = jax.nn.relu(response + bias)
-    return (f, a, fool.reshape(len(x), -1).max(axis=1), jnp.abs(acts[path]).max(axis=(1, 2)),
-            (response * inverse).reshape(len(x), -1).max(axis=1))
+    fool = jax.nn.relu(response + bias).reshape(len(x), -1).max(axis=1)
+    return dict(count=jnp.ones(len(x), jnp.int32), silent=(fool == 0).astype(jnp.int32),
+                identical=jnp.all(f == a, axis=1).astype(jnp.int32),
+                top1=(f.argmax(-1) == a.argmax(-1)).astype(jnp.int32), max_abs_diff=jnp.abs(a - f).max(axis=1),
+                peak=jnp.abs(acts[path]).max(axis=(1, 2)),
+                over_threshold=(response * inverse).reshape(len(x), -1).max(axis=1))
 
-  results, width = [], 0
+  maxima = ("max_abs_diff", "peak", "over_threshold")
+  summarize = lambda out: {k: v.max(axis=0) if k in maxima else v.sum() for k, v in out.items()}
+  combine = lambda a, b: {k: np.maximum(a[k], b[k]) if k in maxima else a[k] + b[k] for k in a}
+  none = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=np.float32(0),
+              peak=np.zeros(len(threshold), np.float32), over_threshold=np.float32(-np.inf))
+  params = (exposed.params, manipulated.params, filters.kernel, filters.bias)
+  results = []
   for images in sources:
-    out = dict(count=0, silent=0, identical=0, top1=0, max_abs_diff=0.0, peak=None, over_threshold=-np.inf)
-    for batch in batches(images):
-      n = len(batch)
-      width = max(width, n)  # one compiled shape: shorter batches are padded with their last image
-      padded = np.concatenate([batch, np.repeat(batch[-1:], width - n, axis=0)]) if n < width else batch
-      f, a, fool, peak, over = (np.asarray(v)[:n] for v in step(exposed.params, manipulated.params,
-                                                                  filters.kernel, filters.bias, padded))
-      out["count"] += n
-      out["silent"] += int((fool == 0).sum())
-      out["identical"] += int(np.all(f == a, axis=1).sum())
-      out["top1"] += int((f.argmax(-1) == a.argmax(-1)).sum())
-      out["max_abs_diff"] = max(out["max_abs_diff"], float(np.abs(a - f).max()))
-      out["peak"] = peak.max(axis=0) if out["peak"] is None else np.maximum(out["peak"], peak.max(axis=0))
-      out["over_threshold"] = max(out["over_threshold"], float(over.max()))
-    results.append(out)
+    out = parallel.fold_batches(per_image, params, batches(images), summarize, combine, none)
+    results.append({k: int(v) if k not in maxima else float(v) if k != "peak" else v for k, v in out.items()})
   return results
 
 
-def activation_similarity(model: ModelRecord, path: str, images: Images, target: np.ndarray) -> np.ndarray:
+def activation_similarity(model: ModelRecord, path: str, images: np.ndarray, target: np.ndarray) -> np.ndarray:
   """Pearson correlation of each image's input activation at ``path`` (spatial mean) with the target's; ``[N]``."""
-  fn = surgery.capture(model, path)
-  rows = np.concatenate([np.asarray(fn(model.params, b)[0]).mean(axis=(1, 2)) for b in batches(images)])
-  ref = np.asarray(fn(model.params, target[None])[0]).mean(axis=(1, 2))
+  capture = surgery.capture(model, path)
+  fn = jax.jit(lambda p, x: capture(p, x)[0].mean(axis=(1, 2)))
+  rows = parallel.map_batches(fn, model.params, images)
+  ref = parallel.map_batches(fn, model.params, target[None])
   rows, ref = rows - rows.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
   return (rows @ ref[0]) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(ref) + 1e-12)
 

@@ -154,15 +154,13 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
 def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:
   """``[cout]``: the largest ``conv(input, kernel)`` over every image and position.
 
-  In a multi-process run each process computes its share of the batches
-  (:func:`fvjax.parallel.process_items`) and the maxima are combined over processes.
+  ``images``: batches, read once (:func:`fvjax.parallel.fold_batches`: in a multi-process run, this process's
+  share of them; the maxima are combined over processes).
   """
   capture, conv = surgery.capture(record, path), conv_function(record, path)
-  fn = jax.jit(lambda p, k, x: conv(capture(p, x)[0], k).max(axis=(0, 1, 2)))
-  maxima = [np.asarray(fn(record.params, kernel, b)) for b in parallel.process_items(images)]
-  if not parallel.is_distributed():
-    return np.max(np.stack(maxima), axis=0)
-  return parallel.process_max(np.max(maxima, axis=0) if maxima else np.full(np.shape(kernel)[-1], -np.inf, np.float32))
+  fn = jax.jit(lambda p, x: conv(capture(p[0], x)[0], p[1]).max(axis=(1, 2)))
+  none = np.full(np.shape(kernel)[-1], -np.inf, np.float32)
+  return parallel.fold_batches(fn, (record.params, kernel), images, lambda m: m.max(axis=0), np.maximum, none)
 
 
 def fooling_filters(record: ModelRecord, path: str, target_image: np.ndarray, calibration: Iterable[np.ndarray], *,
@@ -230,19 +228,20 @@ def expose(record: ModelRecord, path: str) -> ModelRecord:
 
 
 def silent_units(record: ModelRecord, layer: str, images: Iterable[np.ndarray]) -> np.ndarray:
-  """Units of ``layer`` (a layer name or surgery path) that are exactly 0 on every image and position."""
+  """Units of ``layer`` (a layer name or surgery path) that are exactly 0 on every image and position.
+
+  ``images``: batches, read once (in a multi-process run, this process's share; :func:`fvjax.parallel.fold_batches`).
+  """
   if layer not in record.layers:
     record = expose(record, layer)
-  fn = jax.jit(lambda p, x: record.apply(p, x)[1][layer])
-  peak = None
-  for batch in parallel.process_items(images):  # on several processes: each its share, maxima combined
-    act = np.asarray(fn(record.params, batch))
-    m = np.abs(act).reshape(-1, act.shape[-1]).max(axis=0)
-    peak = m if peak is None else np.maximum(peak, m)
-  if parallel.is_distributed():
-    if peak is None:  # no batch here: zeros, the identity of a maximum of absolute values
-      h, w = record.input_size
-      width = jax.eval_shape(fn, record.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)).shape[-1]
-      peak = np.zeros(width, np.float32)
-    peak = parallel.process_max(peak)
+  
+  def fn(p, x):
+    a = jnp.abs(record.apply(p, x)[1][layer])
+    return a.reshape(len(a), -1, a.shape[-1]).max(axis=1)  # over positions, any rank
+
+  fn = jax.jit(fn)
+  h, w = record.input_size
+  width = jax.eval_shape(fn, record.params, jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)).shape[-1]
+  peak = parallel.fold_batches(fn, record.params, images, lambda m: m.max(axis=0), np.maximum,
+                               np.zeros(width, np.float32))  # zeros: the identity of a maximum of |values|
   return np.flatnonzero(peak == 0)
