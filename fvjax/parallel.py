@@ -244,16 +244,19 @@ def _map_local(fn, params, images, batch_size, mesh):
   n = int(counts.sum())
   size = round_up(min(batch_size, 1 << max(n - 1, 0).bit_length()), mesh.size)
   local = size // processes
-  first = np.asarray(images[0:local])
+  mine = len(images)
+  first = np.asarray(images[0:local]) if mine else None
   shape, dtype = _item_type(first)
   sharding = batch_sharding(mesh, 1 + len(shape))
   rows = _process_rows(sharding, size)  # where each process's rows land in a batch
   params = replicate(params, mesh)
   parts: list[list[Any]] = [[] for _ in range(processes)]
   for start in range(0, int(counts.max()), local):
-    chunk = first if start == 0 else np.asarray(images[start:start + local])
-    pad = np.repeat(chunk[-1:], local - len(chunk), axis=0) if len(chunk) else np.zeros((local, *shape), dtype)
-    chunk = np.concatenate([chunk, pad]) if len(chunk) < local else chunk
+    chunk = first if start == 0 else np.asarray(images[start:start + local]) if start < mine else None
+    if chunk is None:  # this share is done: padding while the others feed theirs
+      chunk = np.zeros((local, *shape), dtype)
+    elif len(chunk) < local:
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], local - len(chunk), axis=0)])
     out = to_host(fn(params, jax.make_array_from_process_local_data(sharding, chunk, (size, *shape))))
     for p in range(processes):
       m = int(np.clip(counts[p] - start, 0, local))
@@ -262,12 +265,11 @@ def _map_local(fn, params, images, batch_size, mesh):
   return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *flat)
 
 
-def _item_type(chunk: np.ndarray) -> tuple[tuple[int, ...], np.dtype]:
-  """The shape and dtype of one image of every process's share, from the first process whose ``chunk`` (the first
-  batch of its share) is not empty: a process with an empty share still feeds padding of that shape (a
-  collective)."""
-  mine = np.full(8, -1, np.int64)  # dtype code, then the item's dimensions (-1: none); -1 first: an empty chunk
-  if len(chunk):
+def _item_type(chunk: np.ndarray | None) -> tuple[tuple[int, ...], np.dtype]:
+  """The shape and dtype of one image of every process's share, from the first process with a ``chunk`` (the first
+  batch of its share; ``None`` for an empty share, which still feeds padding of that shape). A collective."""
+  mine = np.full(8, -1, np.int64)  # dtype code, then the item's dimensions (-1: none); -1 first: no chunk
+  if chunk is not None:
     mine[:chunk.ndim] = [ord(chunk.dtype.char), *chunk.shape[1:]]
   every = multihost_utils.process_allgather(mine)
   spec = every[every[:, 0] >= 0][0]

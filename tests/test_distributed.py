@@ -170,44 +170,54 @@ def test_distributed_flags_refuse_in_one_sentence():
 
 
 TRAIN = r"""
-import json, sys
+import glob, json, sys
 import jax
-if len(sys.argv) > 2:
-  jax.distributed.initialize(sys.argv[2], 2, int(sys.argv[3]))
+if len(sys.argv) > 3:
+  jax.distributed.initialize(sys.argv[3], 2, int(sys.argv[4]))
 import numpy as np
+from fvjax import data
 from fvjax.fooling import detector as det, training
+reads, load_image = [], data.load_image
+data.load_image = lambda path, size: reads.append(path) or load_image(path, size)  # the files this process reads
 rng = np.random.default_rng(0)
-natural = rng.uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
 visualizations = rng.uniform(0, 1, (8, 32, 32, 3)).astype(np.float32) ** 3
+natural = training.with_jpeg(training.files_sampler(sorted(glob.glob(f"{sys.argv[2]}/*/*.png")), 32), 0.5)
 start = det.init(jax.random.PRNGKey(0), det.DetectorConfig(size=16))
-trained, history = training.train(start, training.pool_sampler(natural), training.pool_sampler(visualizations),
+trained, history = training.train(start, natural, training.mixture([training.pool_sampler(visualizations),
+                                                                     training.pool_sampler(visualizations ** 2)]),
                                   key=jax.random.PRNGKey(1), steps=2, batch_size=8, checkpoint_every=1,
                                   state_dir=sys.argv[1], progress=False)
 leaves = [np.ravel(l) for l in jax.tree_util.tree_leaves(trained.variables)]
 np.save(f"{sys.argv[1]}/variables{jax.process_index()}.npy", np.concatenate(leaves))
-print(json.dumps(history))
+print(json.dumps({"history": history, "reads": reads}))
 """
 
 
 @pytest.mark.slow  # 45-100 s on 2 shared cores: the training step compiles in each process
 def test_detector_training_on_two_processes_equals_one(tmp_path):
-  """Data parallel over both processes' devices; the orbax checkpoints on a shared disk."""
+  """Data parallel over both processes' devices, each reading only the image files of its rows of every batch
+  (with JPEG round trips); the orbax checkpoints on a shared disk."""
   (tmp_path / "train.py").write_text(TRAIN)
+  root, _ = _image_folder(tmp_path / "val")
   single, shared = tmp_path / "single", tmp_path / "shared"
   shared.mkdir()
   port = _free_port()
-  runs = [([single], [[str(single)]], 4), ([tmp_path / "p0", tmp_path / "p1"],
-                                           [[str(shared), f"127.0.0.1:{port}", str(i)] for i in range(2)], 2)]
+  runs = [([single], [[str(single), str(root)]], 4), ([tmp_path / "p0", tmp_path / "p1"],
+                                                      [[str(shared), str(root), f"127.0.0.1:{port}", str(i)]
+                                                       for i in range(2)], 2)]
   for hosts, argvs, devices in runs:
     codes = _run_all([[sys.executable, str(tmp_path / "train.py"), *argv] for argv in argvs], hosts, _env(devices))
     for code, host in zip(codes, hosts):
       assert code == 0, (host / "stderr.txt").read_text()[-3000:]
   one = json.loads((single / "stdout.txt").read_text().splitlines()[-1])
-  for i in range(2):
-    two = json.loads((tmp_path / f"p{i}" / "stdout.txt").read_text().splitlines()[-1])
-    assert _close(two, one) and [h["step"] for h in two] == [1, 2]
+  two = [json.loads((tmp_path / f"p{i}" / "stdout.txt").read_text().splitlines()[-1]) for i in range(2)]
+  for i, out in enumerate(two):
+    assert _close(out["history"], one["history"]) and [h["step"] for h in out["history"]] == [1, 2]
     np.testing.assert_allclose(np.load(shared / f"variables{i}.npy"), np.load(single / "variables0.npy"), rtol=1e-5,
                                atol=1e-6)
+  # 4 natural images a step, 2 steps: each process read its 2 rows of each batch, together the single run's 8.
+  assert len(one["reads"]) == 8 and [len(out["reads"]) for out in two] == [4, 4]
+  assert sorted(two[0]["reads"] + two[1]["reads"]) == sorted(one["reads"])
   assert sorted(os.listdir(shared / "train_state")) == sorted(os.listdir(single / "train_state"))  # orbax's steps
 
 
@@ -255,5 +265,46 @@ def test_silent_calibration_on_two_processes_equals_one(tmp_path):
     out = json.loads((host / "stdout.txt").read_text().splitlines()[-1])
     np.testing.assert_allclose(out["bias"], filters.bias, rtol=1e-6)
     assert out["silent"] == quiet.tolist()
+    np.testing.assert_array_equal(out["first"], images[:2])  # process 0's value on both
     for k, v in passes.items():  # counts summed, maxima combined over the processes' halves
       np.testing.assert_allclose(out["passes"][k], v, rtol=1e-5, err_msg=k)
+
+
+VALUES = r"""
+import json, sys
+import jax
+jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+from fvjax import data
+from fvjax import models
+from fvjax.causal import trials
+reads, load_image = [], data.load_image
+data.load_image = lambda path, size: reads.append(path) or load_image(path, size)  # the files this process reads
+natural = trials.folder_set(sys.argv[3], size=64)
+values = trials.unit_values(models.load("tiny_cnn"), "conv3", natural, batch_size=4).tolist()
+share = len(reads)
+first = natural._replace(count=1, sources=natural.sources[:1], names=natural.names[:1])  # process 1's share: empty
+print(json.dumps({"values": values, "reads": reads[:share],
+                  "first": trials.unit_values(models.load("tiny_cnn"), "conv3", first, batch_size=4).tolist()}))
+"""
+
+
+def test_causal_natural_values_on_two_processes_load_each_share(tmp_path):
+  """The causal benchmark's natural pass: each process reads only its share of the folder, batch by batch (an
+  empty share too), and gets every image's values, the single run's."""
+  from fvjax import models  # pylint: disable=g-import-not-at-top
+  from fvjax.causal import trials  # pylint: disable=g-import-not-at-top
+  root, _ = _image_folder(tmp_path / "val")
+  (tmp_path / "values.py").write_text(VALUES)
+  hosts, port = [tmp_path / "p0", tmp_path / "p1"], _free_port()
+  codes = _run_all([[sys.executable, str(tmp_path / "values.py"), f"127.0.0.1:{port}", str(i), str(root)]
+                    for i in range(2)], hosts, _env(2))
+  for code, host in zip(codes, hosts):
+    assert code == 0, (host / "stderr.txt").read_text()[-3000:]
+  natural, model = trials.folder_set(str(root), size=64), models.load("tiny_cnn")
+  values = trials.unit_values(model, "conv3", natural, batch_size=4)
+  first = trials.unit_values(model, "conv3", natural._replace(count=1), batch_size=4)
+  outs = [json.loads((host / "stdout.txt").read_text().splitlines()[-1]) for host in hosts]
+  for out in outs:
+    np.testing.assert_allclose(out["values"], values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["first"], first, rtol=1e-5, atol=1e-6)
+  assert [out["reads"] for out in outs] == [list(natural.names[:7]), list(natural.names[7:])]  # 14 images: 7 each

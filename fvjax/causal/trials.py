@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from fvjax import data
+from fvjax import parallel
 from fvjax.causal import occlusion
 from fvjax.models.record import ModelRecord, check_images
 from fvjax.optvis import render as render_lib
@@ -91,21 +92,26 @@ def folder_set(root: str, size: int = 224, per_class: int | None = None) -> Natu
 
 
 def unit_values(model: ModelRecord, layer: str, natural: NaturalSet, batch_size: int = 32) -> np.ndarray:
-  """``[count, C]``: every unit's activation (spatial mean) on every natural image, loaded batch by batch."""
-  return render_lib.unit_values(model, layer, _Loaded(model, natural), batch_size)
+  """``[count, C]``: every unit's activation (spatial mean) on every natural image, loaded batch by batch.
+
+  Under ``jax.distributed`` each process loads only its share of the images
+  (:func:`fvjax.parallel.process_share`); every process gets every image's values.
+  """
+  share = _Loaded(model, natural, parallel.process_share(natural.count))
+  return render_lib.unit_values(model, layer, share, batch_size, process_local=True)
 
 
 class _Loaded:
-  """A natural set as a sequence that loads (and checks) only the slice asked for."""
+  """Images ``indices`` of a natural set as a sequence that loads (and checks) only the slice asked for."""
 
-  def __init__(self, model: ModelRecord, natural: NaturalSet):
-    self._model, self._natural = model, natural
+  def __init__(self, model: ModelRecord, natural: NaturalSet, indices: range):
+    self._model, self._natural, self._indices = model, natural, indices
 
   def __len__(self) -> int:
-    return self._natural.count
+    return len(self._indices)
 
   def __getitem__(self, items: slice) -> np.ndarray:
-    return check_images(self._model, self._natural.load(list(range(*items.indices(self._natural.count)))))
+    return check_images(self._model, self._natural.load(list(self._indices[items])))
 
 
 def top_queries(values: np.ndarray, top_k: int) -> np.ndarray:

@@ -35,8 +35,10 @@ PAPER_LEARNING_RATE = 0.01
 OPTIMIZERS = ("sgd", "adam")
 NATURAL_WEIGHT = 4.0  # our choice (see make_step); the paper does not say
 
-# host rng, n -> [n,H,W,3] images in [0,1]
-Sampler = Callable[[np.random.Generator, int], np.ndarray]
+# host rng, n, rows -> [len(rows),H,W,3] images in [0,1]: the given rows of n draws (rows None: all n). Every
+# call draws all n from the rng alike, whatever the rows, and loads only the rows: each process of a multi-process
+# run loads the rows its devices hold and the rng stays in step with a single run's.
+Sampler = Callable[[np.random.Generator, int, np.ndarray | None], np.ndarray]
 
 
 class TrainState(NamedTuple):
@@ -60,21 +62,28 @@ def pool_sampler(pool: np.ndarray) -> Sampler:
   pool = np.asarray(pool)
   if pool.ndim != 4 or not len(pool):
     raise ValueError(f"An image pool must be a non-empty [N,H,W,3] array; got shape {pool.shape}.")
-  return lambda rng, n: pool[rng.integers(0, len(pool), n)]
+  return lambda rng, n, rows=None: pool[_rows(rng.integers(0, len(pool), n), rows)]
+
+
+def _rows(drawn: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+  """The ``rows`` of ``n`` draws (all of them for ``None``)."""
+  return drawn if rows is None else drawn[np.asarray(rows, np.int64)]
 
 
 def mixture(samplers: Sequence[Sampler]) -> Sampler:
   """Draws each image from one of ``samplers`` chosen uniformly at random."""
 
-  def draw(rng, n):
+  def draw(rng, n, rows=None):
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
     which = rng.integers(0, len(samplers), n)
     out = None
     for i, sampler in enumerate(samplers):
       idx = np.flatnonzero(which == i)
-      if len(idx):
-        images = sampler(rng, len(idx))
-        out = np.empty((n, *images.shape[1:]), np.float32) if out is None else out
-        out[idx] = images
+      if len(idx):  # the sampler draws all its images, even where none of them is among the rows
+        mine = np.flatnonzero(which[rows] == i)  # the rows' positions it fills
+        images = sampler(rng, len(idx), np.searchsorted(idx, rows[mine]))
+        out = np.empty((len(rows), *images.shape[1:]), np.float32) if out is None else out
+        out[mine] = images
     return out
 
   return draw
@@ -84,16 +93,26 @@ def files_sampler(paths: list[str], size: int) -> Sampler:
   """Draws image files (with replacement) and reads them at ``size`` (memory stays bounded)."""
   if not paths:
     raise ValueError("The list of natural image files is empty; accepted: at least one image file.")
-  return lambda rng, n: np.stack([data.load_image(paths[i], size) for i in rng.integers(0, len(paths), n)])
+
+  def draw(rng, n, rows=None):
+    chosen = _rows(rng.integers(0, len(paths), n), rows)
+    return np.stack([data.load_image(paths[i], size) for i in chosen]) if len(chosen) else np.zeros(
+        (0, size, size, 3), np.float32)
+
+  return draw
 
 
 def with_jpeg(sampler: Sampler, fraction: float = 0.3, quality: tuple[int, int] = (30, 95)) -> Sampler:
   """``sampler`` with a JPEG round trip (random quality) applied to ``fraction`` of the images it draws."""
 
-  def draw(rng, n):
-    images = np.array(sampler(rng, n), np.float32)
+  def draw(rng, n, rows=None):
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+    images = np.array(sampler(rng, n, rows), np.float32)
+    where = {int(r): j for j, r in enumerate(rows)}
     for i in np.flatnonzero(rng.random(n) < fraction):
-      images[i] = data.jpeg_round_trip(images[i], int(rng.integers(quality[0], quality[1] + 1)))
+      q = int(rng.integers(quality[0], quality[1] + 1))  # drawn for every image, so that the rng stays in step
+      if i in where:
+        images[where[i]] = data.jpeg_round_trip(images[where[i]], q)
     return images
 
   return draw
@@ -215,7 +234,9 @@ def train(detector: det.Detector, natural: Sampler, visualizations: Sampler, *, 
   with tqdm(total=steps, initial=min(start, steps), desc="train detector", disable=not progress, leave=False) as bar:
     for i in range(start, steps):
       rng = np.random.default_rng([*seed, i])  # per step, so a resumed run draws what the full run drew
-      batch = parallel.shard_batch((natural(rng, half), visualizations(rng, half)), mesh)
+      # Each process loads only the rows of the batch its devices hold (every process draws all of them).
+      batch = parallel.shard_loaded(lambda rows, rng=rng: (natural(rng, half, rows), visualizations(rng, half, rows)),
+                                    half, mesh)
       state, loss, acc = step_fn(state, *batch, key)
       bar.update(1)
       if (i + 1) % checkpoint_every == 0 or i + 1 == steps:

@@ -103,16 +103,19 @@ def make_objective(model: ModelRecord, objective_or_units: Any, layer: str | Non
   return obj, batch
 
 
-def unit_values(model: ModelRecord, layer: str, images: Any, batch_size: int = 32) -> np.ndarray:
+def unit_values(model: ModelRecord, layer: str, images: Any, batch_size: int = 32, *,
+                process_local: bool = False) -> np.ndarray:
   """``[N, C]``: every unit's value (spatial mean of its channel) at ``layer`` on natural images.
 
   ``images`` is an ``[N,H,W,3]`` array or any sequence with ``len`` and slicing
   (e.g. a loader reading files batch by batch); batches are padded and
-  sharded over the devices (:func:`fvjax.parallel.map_batches`).
+  sharded over the devices (:func:`fvjax.parallel.map_batches`). With
+  ``process_local``, ``images`` is this process's share of them and the values
+  of every process's images come back, process 0's first.
   """
   model.check_layer(layer)
   fn = _unit_values_fn(model.apply, layer)
-  return parallel.map_batches(fn, model.params, images, batch_size)
+  return parallel.map_batches(fn, model.params, images, batch_size, process_local=process_local)
 
 
 @functools.lru_cache(maxsize=32)
