@@ -20,9 +20,9 @@ batches on its own devices and combines the results (:func:`fold_batches`). Only
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Sequence
-
 import functools
+import io
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -181,6 +181,20 @@ def broadcast_bytes(data: bytes | None) -> bytes | None:
   if first:
     buffer[:n] = np.frombuffer(data, np.uint8)
   return multihost_utils.broadcast_one_to_all(buffer)[:n].tobytes()
+
+
+def from_first_process(x: Any) -> np.ndarray:
+  """Process 0's ``x`` on every process (what the others pass is ignored); ``x`` itself on one process.
+
+  For a value each process derives from its own share of the data but that must be the same everywhere (the
+  class's first image as a seed: process 0's share starts with it).
+  """
+  if not is_distributed():
+    return np.asarray(x)
+  buffer = io.BytesIO()
+  if jax.process_index() == 0:
+    np.save(buffer, np.asarray(x), allow_pickle=False)
+  return np.load(io.BytesIO(broadcast_bytes(buffer.getvalue())), allow_pickle=False)
 
 
 def _process_rows(sharding: jax.sharding.Sharding, size: int) -> np.ndarray:

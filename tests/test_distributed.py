@@ -236,8 +236,9 @@ stream = lambda: parallel.process_items(images[i:i + 4] for i in range(1, 13, 4)
 filters = silent.fooling_filters(model, "conv3/conv", images[0], stream(), key=jax.random.PRNGKey(0), steps=2)
 manipulated = silent.add_silent_units(model, "conv3/conv", filters)
 (passes,) = silent_units.natural_passes(model, manipulated, "conv3/conv", filters, [images[1:]])  # 6 + 6 rows
+first = parallel.from_first_process(images[:2] if jax.process_index() == 0 else images[:0])  # the other's: empty
 print(json.dumps({"bias": filters.bias.tolist(), "silent": silent.silent_units(model, "conv1", stream()).tolist(),
-                  "passes": {k: np.asarray(v).tolist() for k, v in passes.items()}}))
+                  "passes": {k: np.asarray(v).tolist() for k, v in passes.items()}, "first": first.tolist()}))
 """
 
 

@@ -274,7 +274,8 @@ def run(model: ModelRecord, config: Config, workdir: str, *, classes: ClassImage
 
 def _method_options(model: ModelRecord, config: Config, classes: ClassImages) -> Callable[[range], dict]:
   """``class positions -> render options`` of ``config.method`` (MACO's spectrum computed once)."""
-  first = lambda i: check_images(model, classes.load(i))[:1]
+  # The class's first image: process 0's (its share comes first), the same seed and spectrum on every process.
+  first = lambda i: parallel.from_first_process(check_images(model, classes.load(i))[:1])
   if config.method == "maco":
     picks = range(0, len(classes.classes), max(1, len(classes.classes) // 64))
     spectrum = np.concatenate([first(i) for i in picks])
