@@ -278,6 +278,7 @@ jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 from fvjax import data
 from fvjax import models
 from fvjax.causal import trials
+from fvjax.experiments import causal_benchmark
 reads, load_image = [], data.load_image
 data.load_image = lambda path, size: reads.append(path) or load_image(path, size)  # the files this process reads
 natural = trials.folder_set(sys.argv[3], size=64)
@@ -286,12 +287,16 @@ share = len(reads)
 first = natural._replace(count=1, sources=natural.sources[:1], names=natural.names[:1])  # process 1's share: empty
 print(json.dumps({"values": values, "reads": reads[:share],
                   "first": trials.unit_values(models.load("tiny_cnn"), "conv3", first, batch_size=4).tolist()}))
+config = causal_benchmark.Config(layer="conv3", units=("0",), observer_model="tiny_cnn", stride=8, top_k=2,
+                                 conditions=("natural",), num_references=2, natural_dir=sys.argv[3], chunk=16)
+causal_benchmark.run(models.load("tiny_cnn"), config, "work", progress=False)  # the whole benchmark: no crash
 """
 
 
 def test_causal_natural_values_on_two_processes_load_each_share(tmp_path):
   """The causal benchmark's natural pass: each process reads only its share of the folder, batch by batch (an
-  empty share too), and gets every image's values, the single run's."""
+  empty share too), and gets every image's values, the single run's; the whole benchmark then writes its files
+  once."""
   from fvjax import models  # pylint: disable=g-import-not-at-top
   from fvjax.causal import trials  # pylint: disable=g-import-not-at-top
   root, _ = _image_folder(tmp_path / "val")
@@ -309,3 +314,7 @@ def test_causal_natural_values_on_two_processes_load_each_share(tmp_path):
     np.testing.assert_allclose(out["values"], values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["first"], first, rtol=1e-5, atol=1e-6)
   assert [out["reads"] for out in outs] == [list(natural.names[:7]), list(natural.names[7:])]  # 14 images: 7 each
+  written = [_files(host) for host in hosts]  # the benchmark's files: once, by process 0
+  assert "work/metrics.json" in written[0] and "work/unit_0.json" in written[0] and not written[1], written
+  [entry] = (hosts[0] / "work" / "store").glob("natural_values-*.npz")  # its natural pass: the values above
+  np.testing.assert_allclose(np.load(entry)["values"], values, rtol=1e-5, atol=1e-6)
