@@ -27,6 +27,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)  # by its creator
 
 
+def pytest_collection_modifyitems(items):
+  """Slow tests first: two xdist workers then finish together instead of one running the last long test
+  while the other idles (longest-first scheduling). ``-m "not slow"`` leaves them out."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise file order
+
+
 @functools.cache
 def _lite0():
   from fvjax import models  # pylint: disable=g-import-not-at-top

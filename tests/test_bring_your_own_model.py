@@ -165,6 +165,7 @@ def test_models_load_takes_an_import_path_with_clear_errors():
     models.load("test_bring_your_own_model:images")
 
 
+@pytest.mark.slow
 def test_launch_script_runs_a_users_nnx_model(tmp_path):
   env = fast_compile_env(PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
   out = subprocess.run([sys.executable, "-m", "launch.visualize", "--model=test_bring_your_own_model:nnx_builder",

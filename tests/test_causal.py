@@ -288,6 +288,7 @@ def test_bad_input_gets_one_sentence():
     observer.probabilities(np.ones(2), 0.0)
 
 
+@pytest.mark.slow
 def test_launch_writes_trials_metrics_and_plot_and_resumes(tmp_path, tiny):
   out = subprocess.run([sys.executable, "-m", "launch.causal_benchmark", "--model=tiny_cnn", "--layer=conv3",
                         "--units=0-1", "--observer_model=tiny_cnn", "--stride=8", "--top_k=2", "--num_references=3",

@@ -104,6 +104,7 @@ def test_notebook_is_clean_and_colab_ready(name):
   assert "REDUCED = False" in nb.cells[_parameters_index(nb)].source
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_runs_in_reduced_mode(name, tmp_path, monkeypatch):
   workdir, files, text = EXPECTED[name]

@@ -104,6 +104,7 @@ def _close(a, b):
   return a == b
 
 
+@pytest.mark.slow
 def test_sanity_check_on_two_processes_resumes_and_equals_one(tmp_path):
   root, class_map = _image_folder(tmp_path / "val")
   args = ["launch.sanity_check", "--model=tiny_cnn", f"--imagenet_dir={root}", f"--class_map={class_map}",
@@ -242,6 +243,7 @@ print(json.dumps({"bias": filters.bias.tolist(), "silent": silent.silent_units(m
 """
 
 
+@pytest.mark.slow
 def test_silent_calibration_on_two_processes_equals_one(tmp_path):
   """Each process computes the maxima of its share of the calibration batches; combined, the single run's biases."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -293,6 +295,7 @@ causal_benchmark.run(models.load("tiny_cnn"), config, "work", progress=False)  #
 """
 
 
+@pytest.mark.slow
 def test_causal_natural_values_on_two_processes_load_each_share(tmp_path):
   """The causal benchmark's natural pass: each process reads only its share of the folder, batch by batch (an
   empty share too), and gets every image's values, the single run's; the whole benchmark then writes its files

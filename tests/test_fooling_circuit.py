@@ -92,6 +92,7 @@ def test_auto_target_scale_is_the_largest_that_keeps_the_gate_closed_on_every_im
     circuit.image_target(target, scale=0)
 
 
+@pytest.mark.slow
 def test_one_early_natural_verdict_does_not_ruin_the_run(monkeypatch):
   """Issue 16: the detector calls the nearly grey first images natural; with the paper's D (s = 1) the
   logit's gradient of those steps fills Adam's moments and the target hardly shows; the auto scale holds."""
@@ -155,6 +156,7 @@ def test_pearson_matches_numpy():
   np.testing.assert_allclose(similarity.image_pearson(a[:1], a[0]), [1.0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_detector_save_load_and_training_resumes(tmp_path):
   rng = np.random.default_rng(0)
   natural = training.pool_sampler(rng.random((4, 24, 24, 3)).astype(np.float32))
@@ -207,6 +209,7 @@ def test_real_model_shows_an_unseen_target_and_keeps_natural_behaviour(lite0, tm
     assert (tmp_path / name).exists()
 
 
+@pytest.mark.slow
 def test_detector_training_runs_on_the_real_model(lite0, tmp_path):
   # The training pipeline itself, small: 4 units rendered at 32 px, 8 steps.
   # As many held-out units as training ones: both pools render with one compiled step.
@@ -220,6 +223,7 @@ def test_detector_training_runs_on_the_real_model(lite0, tmp_path):
   assert json.load(open(tmp_path / "detector" / "heldout.json"))["natural"] == m["heldout_natural"]
 
 
+@pytest.mark.slow
 def test_launch_trains_a_detector_then_fools_and_resumes(tmp_path):
   args = [sys.executable, "-m", "launch.fooling_circuit", "--model=tiny_cnn", "--num_units=4",
           "--num_heldout_units=2", "--thresholds=2,4", "--detector_size=16", "--detector_steps=4",

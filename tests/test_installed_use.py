@@ -59,6 +59,7 @@ def _run(installed, cwd, *args):
                         timeout=600)
 
 
+@pytest.mark.slow
 def test_installed_scripts_run_with_shipped_flagfiles_and_no_top_level_launch(installed, tmp_path):
   bin_dir, site = installed
   where = _run(installed, tmp_path, "python", "-c", "import fvjax, importlib.util as u; print(fvjax.__file__); "

@@ -67,6 +67,7 @@ def test_accentuation_at_zero_objective_weight_keeps_the_seed(tiny, seeds):
   assert after[2, 1] > before[2, 1] and after[3, 3] > before[3, 3], (before, after)
 
 
+@pytest.mark.slow
 def test_maco_renders_1000_units_in_one_call_compiled_once(tiny):
   units = np.arange(1000) % 10
   opts = methods.render_options("maco", tiny, size=8, crops=1)
@@ -109,6 +110,7 @@ def test_bad_methods_and_missing_seeds_are_one_sentence_errors(tiny):
   assert methods.accentuation_layer(tiny) == "conv2"
 
 
+@pytest.mark.slow
 def test_causal_references_and_visualize_take_the_method(tiny, tmp_path):
   from fvjax.causal import benchmark, trials  # pylint: disable=g-import-not-at-top
   from fvjax.experiments import visualize  # pylint: disable=g-import-not-at-top

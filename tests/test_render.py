@@ -39,6 +39,7 @@ def _downsample(x, f):
   return x.reshape(n, h // f, f, w // f, f, c).mean((2, 4))
 
 
+@pytest.mark.slow
 def test_linear_unit_visualization_correlates_with_its_weight_image():
   names = ("chelsea", "astronaut", "coffee", "rocket")
   photos, _ = data.sample_photos(128, names=names)
@@ -128,6 +129,7 @@ MULTI_DEVICE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_eight_cpu_devices_give_the_same_images():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", MULTI_DEVICE], env=env, capture_output=True, text=True, timeout=600,

@@ -5,6 +5,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from fvjax import models
@@ -49,6 +50,7 @@ def _two_classes():
   return sanity_check.ClassImages((1, 2), lambda i: images[i], ("a", "b"), source={"images": "blobs"})
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_never_reuses_old_results(tmp_path):
   """A workdir reused with another measure, layer list, step count or seed gives that run's own numbers."""
   model, classes = models.load("tiny_cnn"), _two_classes()
@@ -81,6 +83,7 @@ def test_degenerate_settings_are_refused_before_any_work(tmp_path):
     classify.top_k(broken, np.zeros((2, 64, 64, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_method_accentuation_starts_from_the_class_photo_and_keys_the_store(tmp_path):
   model, classes = models.load("tiny_cnn"), _two_classes()
   base = sanity_check.Config(steps=2, layers=("conv1", "logits"), render_batch=2, num_bootstrap=5, crops=1)

@@ -21,6 +21,7 @@ from fvjax.models import activations
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_fooling_filters_follow_the_recipe(lite0):
   path = "head/conv"
   w = silent.conv_kernel(lite0, path)
@@ -77,6 +78,7 @@ def test_real_model_is_bit_identical_on_calibration_and_shows_the_target(lite0, 
   assert (tmp_path / "comparison.png").exists()
 
 
+@pytest.mark.slow
 def test_default_calibration_and_margin_keep_heldout_crops_silent():
   model, path = models.load("tiny_cnn"), "conv3/conv"
   target = data.to_square(skimage.data.colorwheel(), 64)
@@ -157,6 +159,7 @@ def test_streamed_and_in_memory_natural_images_agree():
   assert in_memory["identical"] >= 11  # bit-identical logits on (at least) the 11 calibration images
 
 
+@pytest.mark.slow
 def test_launch_streams_image_folders(tmp_path):
   rng = np.random.default_rng(0)
   for split, n in (("cal", 6), ("held", 3)):

@@ -42,6 +42,7 @@ def test_model_settings_tell_weights_and_options_apart():
   assert store.model_settings(a.replace(options={"x": 1})) != store.model_settings(a)
 
 
+@pytest.mark.slow
 def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
   """Issue 15: a rerun with other --thresholds or --detector_steps reused the old pools and detector."""
   model = models.load("tiny_cnn")
@@ -64,6 +65,7 @@ def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
   assert len(last) == 1
 
 
+@pytest.mark.slow
 def test_hard_negatives_are_the_circuits_snapshots_the_detector_calls_natural():
   from conftest import constant_detector  # pylint: disable=g-import-not-at-top
   model = models.load("tiny_cnn")
@@ -76,6 +78,7 @@ def test_hard_negatives_are_the_circuits_snapshots_the_detector_calls_natural():
   assert start.shape == (6, 16, 16, 3) and 0.3 < start.mean() < 0.7 and start.std() < 0.1  # nearly uniform grey
 
 
+@pytest.mark.slow
 def test_detector_training_with_hard_negative_rounds_reports_each_round(tmp_path):
   model = models.load("tiny_cnn")
   config = train_detector.Config(units=(1, 2), heldout_units=(3,), thresholds=(1, 2), render_size=16, render_batch=2,

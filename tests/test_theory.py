@@ -76,6 +76,7 @@ def test_hand_built_network_is_the_tent_witness():
   np.testing.assert_allclose(w.f2, ramp - 0.3 * witnesses.tent(P2, q, 0.2), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_erm_trained_networks_witness():
   w, info = networks.erm_witness(jax.random.PRNGKey(0), P2)
   _assert_witness(w, **networks.ERM_TOLERANCE)
@@ -134,6 +135,7 @@ def test_lipschitz_below_range_is_rejected():
     theory.Config(lipschitz=[0.5])
 
 
+@pytest.mark.slow
 def test_launch_theory_end_to_end(tmp_path):
   out = subprocess.run([sys.executable, "-m", "launch.theory", f"--workdir={tmp_path}", "--grid=17",
                         "--num_samples=20", "--num_trained=4", "--lipschitz=1,4", "--erm_steps=200",
