@@ -6,9 +6,11 @@ depth, one line per method) and prints the README's table (each method's mean no
 the first two thirds and the last third of the layers, the causal benchmark's accuracy of the synthetic
 references, and the run times). The README's figure and table come from
 
-  .venv/bin/python scripts/compare_methods.py --methods=lucid,maco,pixel,accentuation --extra=--crops=2
+  .venv/bin/python scripts/compare_methods.py --methods=lucid,maco,pixel,accentuation
 
-(``--extra`` flags go to every non-Lucid run; ``--skip_causal`` leaves the causal benchmark out.)
+(``--extra`` flags go to every non-Lucid run; ``--skip_causal`` leaves the causal benchmark out; the causal
+benchmark runs ``causal_demo.flags`` with ``--conditions=synthetic`` by default, the condition the method
+changes.)
 """
 
 import argparse
@@ -27,10 +29,12 @@ from fvjax import plots  # pylint: disable=g-import-not-at-top
 FIGURE = os.path.join("docs", "figures", "methods_path_similarity.png")
 
 
-def _run(script: str, flagfile: str, method: str, workdir: str, extra: list[str]) -> tuple[dict, float]:
-  """Runs ``launch.<script>`` with one method into ``workdir``; returns its metrics and the seconds it took."""
+def _run(script: str, flagfile: str, method: str, workdir: str, extra: list[str],
+         always: list[str] = ()) -> tuple[dict, float]:
+  """Runs ``launch.<script>`` with one method into ``workdir``; returns its metrics and the seconds it took.
+  ``extra`` flags go to non-Lucid runs, ``always`` to every run."""
   args = [sys.executable, "-m", f"launch.{script}", f"--flagfile={flagfile}", f"--method={method}",
-          f"--workdir={workdir}", *(extra if method != "lucid" else [])]
+          f"--workdir={workdir}", *(extra if method != "lucid" else []), *always]
   start = time.time()
   subprocess.run(args, check=True)
   with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
@@ -46,6 +50,9 @@ def main() -> None:
   parser.add_argument("--methods", default="lucid,maco,pixel,accentuation")
   parser.add_argument("--extra", action="append", default=[], help="a flag for every non-Lucid run")
   parser.add_argument("--skip_causal", action="store_true")
+  parser.add_argument("--causal_conditions", default="synthetic",
+                      help="the causal benchmark's conditions; synthetic is the one the method changes (mixed "
+                           "too, through its 4 synthetic references; the others show only natural images)")
   parser.add_argument("--root", default=os.path.join("workdir", "methods"))
   args = parser.parse_args()
   sanity, causal = {}, {}
@@ -54,7 +61,8 @@ def main() -> None:
                           os.path.join(args.root, method), args.extra)
     if not args.skip_causal:
       causal[method] = _run("causal_benchmark", "launch/flags/causal_demo.flags", method,
-                            os.path.join(args.root, f"causal_{method}"), args.extra)
+                            os.path.join(args.root, f"causal_{method}"),
+                            args.extra, always=[f"--conditions={args.causal_conditions}"])
   plots.save_figure(plots.path_similarity_by_method({m: r[0] for m, r in sanity.items()}), FIGURE)
   layers = next(iter(sanity.values()))[0]["layers"]
   early, late = layers[:2 * len(layers) // 3], layers[2 * len(layers) // 3:]
