@@ -225,7 +225,8 @@ def test_detector_training_runs_on_the_real_model(lite0, tmp_path):
 
 @pytest.mark.slow
 def test_launch_trains_a_detector_then_fools_and_resumes(tmp_path):
-  args = [sys.executable, "-m", "launch.fooling_circuit", "--model=tiny_cnn", "--num_units=4",
+  # As many training units as held-out and shown ones: every render of tiny_cnn's logits is one compiled program.
+  args = [sys.executable, "-m", "launch.fooling_circuit", "--model=tiny_cnn", "--num_units=2",
           "--num_heldout_units=2", "--thresholds=2,4", "--detector_size=16", "--detector_steps=4",
           "--detector_batch=4", "--heldout_photos=2", "--natural_crops=1", "--show_units=0,1", "--steps=2,4",
           "--offset=3", f"--workdir={tmp_path}"]
