@@ -46,7 +46,8 @@ def test_model_settings_tell_weights_and_options_apart():
 def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
   """Issue 15: a rerun with other --thresholds or --detector_steps reused the old pools and detector."""
   model = models.load("tiny_cnn")
-  base = train_detector.Config(units=(1, 2), heldout_units=(3,), render_size=16, render_batch=2, detector_size=16,
+  # As many held-out units as training ones: both pools render with one compiled step.
+  base = train_detector.Config(units=(1, 2), heldout_units=(3, 4), render_size=16, render_batch=2, detector_size=16,
                                detector_batch=4, detector_optimizer="adam", detector_learning_rate=1e-3,
                                heldout_photos=2, heldout_crops=1, initial_sizes=(), checkpoint_every=1)
   work = str(tmp_path / "w")
@@ -54,7 +55,7 @@ def test_detector_rerun_with_other_settings_trains_afresh(tmp_path):
   first = run(thresholds=(1,), detector_steps=2)
   assert first["num_train_visualizations"] == 2 and [h["step"] for h in first["history"]] == [1, 2]
   more = run(thresholds=(1, 2), detector_steps=2)
-  assert more["num_train_visualizations"] == 4 and more["num_heldout_visualizations"] == 2  # fresh pools
+  assert more["num_train_visualizations"] == 4 and more["num_heldout_visualizations"] == 4  # fresh pools
   longer = run(thresholds=(1, 2), detector_steps=3)
   assert [h["step"] for h in longer["history"]] == [1, 2, 3]  # trained anew, not the 2-step detector
   published = det.load(tmp_path / "w" / "detector")  # the last run's detector, not the first one's
@@ -81,7 +82,7 @@ def test_hard_negatives_are_the_circuits_snapshots_the_detector_calls_natural():
 @pytest.mark.slow
 def test_detector_training_with_hard_negative_rounds_reports_each_round(tmp_path):
   model = models.load("tiny_cnn")
-  config = train_detector.Config(units=(1, 2), heldout_units=(3,), thresholds=(1, 2), render_size=16, render_batch=2,
+  config = train_detector.Config(units=(1, 2), heldout_units=(3, 4), thresholds=(1, 2), render_size=16, render_batch=2,
                                  detector_size=16, detector_steps=2, detector_batch=4, detector_optimizer="adam",
                                  detector_learning_rate=1e-3, heldout_photos=2, heldout_crops=1,
                                  hard_negative_rounds=1, hard_negative_units=2, hard_negative_targets=("permutation",),
