@@ -44,7 +44,8 @@ def test_linear_unit_visualization_correlates_with_its_weight_image():
   names = ("chelsea", "astronaut", "coffee", "rocket")
   photos, _ = data.sample_photos(128, names=names)
   model = linear_model(photos)
-  result = render.render(model, list(range(4)), layer="logits", key=jax.random.PRNGKey(0), thresholds=(16, 512),
+  # 256 steps: the correlations have converged (measured mean 0.842, min 0.792; 0.844 and 0.805 at Lucid's 512).
+  result = render.render(model, list(range(4)), layer="logits", key=jax.random.PRNGKey(0), thresholds=(16, 256),
                          progress=False)
   assert result.images.shape == (2, 4, 128, 128, 3)
   # Compared at the scale of Lucid's jitter (8 px): jitter, random scale and
