@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m launch.sanity_check --flagfile=launch/flags/demo.flags
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --durations=30 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/fv_throughput.py

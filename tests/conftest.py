@@ -28,8 +28,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 
 def pytest_collection_modifyitems(items):
-  """Slow tests first: two xdist workers then finish together instead of one running the last long test
-  while the other idles (longest-first scheduling). ``-m "not slow"`` leaves them out."""
+  """Slow tests first: with ``--dist worksteal`` (``make test``) an idle worker takes tests from the end of
+  the other's queue, so the two finish together instead of one running a last long test while the other
+  idles (longest-first scheduling). ``-m "not slow"`` leaves them out."""
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise file order
 
 
