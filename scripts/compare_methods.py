@@ -6,7 +6,7 @@ depth, one line per method) and prints the README's table (each method's mean no
 the first two thirds and the last third of the layers, the causal benchmark's accuracy of the synthetic
 references, and the run times). The README's figure and table come from
 
-  .venv/bin/python scripts/compare_methods.py --methods=lucid,maco,pixel,accentuation
+  .venv/bin/python scripts/compare_methods.py --methods=lucid,maco,pixel,accentuation --extra=--crops=1
 
 (``--extra`` flags go to every non-Lucid run; ``--skip_causal`` leaves the causal benchmark out; the causal
 benchmark runs ``causal_demo.flags`` with ``--conditions=synthetic`` by default, the condition the method
