@@ -33,8 +33,11 @@ def main():
   parser.add_argument("--target", default="colorwheel", help="scikit-image data function, e.g. colorwheel, logo")
   parser.add_argument("--margins", default="0,0.25,0.5,1", help="comma-separated bias margins")
   parser.add_argument("--units", default="1,100,500,900", help="units of head/conv to render")
-  parser.add_argument("--size", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=256)
+  parser.add_argument("--size", type=int, default=224, help="target and render size (launch default: 224)")
+  parser.add_argument("--steps", type=int, default=512)
+  parser.add_argument("--fit_to", default="rendering", choices=silent.FIT_TARGETS,
+                      help="what delta is fitted to (launch.silent_units --fit_to)")
+  parser.add_argument("--target_steps", type=int, default=512, help="steps of the target's rendering")
   parser.add_argument("--relu_gradient", default="renderer", choices=silent.RELU_GRADIENTS,
                       help="the fooling ReLU's gradient in the renders")
   args = parser.parse_args()
@@ -43,19 +46,22 @@ def main():
 
   model, path = models.load("efficientnet_lite0"), "head/conv"
   k_cal, k_held, k_run = jax.random.split(jax.random.PRNGKey(0), 3)  # as launch.silent_units splits its seed
-  _, k_delta, k_render = jax.random.split(k_run, 3)
+  k_target, k_delta, k_render = jax.random.split(k_run, 3)
   calibration = silent_units.shipped_photos(224, k_cal)
   heldout = silent_units.shipped_photos(224, k_held, held=True)
   target = data.to_square(getattr(skimage.data, args.target)(), args.size)
   start = time.time()
-  target_input = surgery.capture(model, path)(model.params, target[None])[0]
+  fitted = target if args.fit_to == "image" else silent.target_rendering(
+      model, path, target, key=k_target, steps=args.target_steps, layer=path, size=args.size)
+  target_input = surgery.capture(model, path)(model.params, fitted[None])[0]
   kernel = silent.fooling_kernels(model, path, target_input, key=k_delta)
   peak = silent.max_response(model, path, kernel, silent_units.batches(calibration))
   options = dict(layer=path, size=args.size, thresholds=(args.steps,), key=k_render, progress=False)
   before = render.render(silent.expose(model, path), units, **options).images[-1]
   original = np.mean(silent_units.activation_similarity(model, path, before, target))
   print(f"target {args.target}; {len(calibration)} calibration and {len(heldout)} held-out images; "
-        f"{args.steps} steps at {args.size} px; fooling ReLU gradient {args.relu_gradient}; "
+        f"{args.steps} steps at {args.size} px; delta fitted to the {args.fit_to}; "
+        f"fooling ReLU gradient {args.relu_gradient}; "
         f"original visualizations' activation correlation {original:.2f}")
   print("| margin | held-out silent | held-out top-1 agreement | units showing the target | activation corr. |")
   print("|---|---|---|---|---|")

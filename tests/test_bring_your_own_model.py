@@ -126,6 +126,20 @@ def test_nnx_surgery_edits_capture_and_call_layer():
 
 
 @pytest.mark.parametrize("make", [nnx_record, linen_record], ids=["nnx", "linen"])
+def test_expose_input_adds_a_layers_input_and_changes_nothing_else(make):
+  record = make()[1] if make is nnx_record else make()
+  path = "blocks/1" if make is nnx_record else "block0"
+  x = images()
+  exposed = surgery.expose_input(record, path)
+  logits, acts = jax.jit(exposed.apply)(exposed.params, x)
+  base_logits, base_acts = jax.jit(record.apply)(record.params, x)
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(base_logits))
+  np.testing.assert_array_equal(np.asarray(acts[f"{path}:input"]),
+                                np.asarray(surgery.capture(record, path)(record.params, x)[0]))
+  assert exposed.layers == (*record.layers[:-1], f"{path}:input", "logits") and set(base_acts) < set(acts)
+
+
+@pytest.mark.parametrize("make", [nnx_record, linen_record], ids=["nnx", "linen"])
 def test_silent_units_keep_calibration_logits(make):
   record = make()[1] if make is nnx_record else make()
   path = "blocks/1" if make is nnx_record else "block0"

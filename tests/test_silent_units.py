@@ -59,25 +59,28 @@ def test_not_a_convolution_is_one_sentence(lite0):
 
 @pytest.mark.slow
 def test_real_model_is_bit_identical_on_calibration_and_shows_the_target(lite0, tmp_path):
-  # A target the code has never seen (no shipped photo), so no target render; the default bias margin.
-  target = data.to_square(skimage.data.colorwheel(), 96)
+  # A target the code has never seen (no shipped photo) at the model's full 224 px; the default bias margin.
+  target = data.to_square(skimage.data.colorwheel(), 224)
   # One crop (and its blurred copy) per calibration photo, 3 crops per held-out photo: 42 and 16 images, so every
   # natural pass runs in batches of 16 (one compiled shape; the forward passes' compiles are most of the time).
   cal = silent_units.shipped_photos(224, jax.random.PRNGKey(0), 1)  # with a blurred copy of each crop
   heldout = silent_units.shipped_photos(224, jax.random.PRNGKey(1), 3, held=True)
   m = silent_units.compare(lite0, "head/conv", str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal,
                            heldout=heldout, units=[1, 100, 500, 900], target_image=target, thresholds=(48,), size=96,
-                           progress=False)
+                           target_steps=64, progress=False)
   assert m["bias_margin"] == silent.DEFAULT_MARGIN and m["num_calibration_images"] == 14 * 3, m
-  # 48 steps at 96 px: at least 3 of the 4 units reach their fooling unit (all 4 at the demo's 256 steps, README).
-  assert m["relu_gradient"] == "renderer" and m["fooling_active_fraction"] >= 0.75, m
+  # 48 steps at 96 px: every unit reaches its fooling unit. Delta fitted to the 224 px photo itself (fit_to="image",
+  # the code before the target's rendering) reaches 1 of the 4 (measured).
+  assert m["fit_to"] == "rendering" and m["relu_gradient"] == "renderer", m
+  assert m["fooling_active_fraction"] == 1.0, m
   assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"], m
   # One crop per calibration photo (the default's 32 and blurred copies give 1.0 on 132 held-out images, README):
   # measured 16 of the 16 held-out images (4 photos, 3 crops of each) keep their top-1 class, though 4 of them make
   # a fooling unit fire (30 of 32 with 7 crops of each, 34 of 36 with 4 calibration crops and 8 held-out ones).
   assert m["natural_top1_agreement"] >= 0.9, m
   # The margin does not switch the units off for the visualizations: on average they show the target.
-  assert m["target_activation_similarity_manipulated"] > m["target_activation_similarity_original"] + 0.4, m
+  # (measured 0.37 vs -0.01; delta fitted to the photo: 0.30)
+  assert m["target_activation_similarity_manipulated"] > m["target_activation_similarity_original"] + 0.25, m
   assert m["target_similarity_manipulated"] > m["target_similarity_original"], m
   assert (tmp_path / "comparison.png").exists()
 
@@ -180,3 +183,25 @@ def test_launch_streams_image_folders(tmp_path):
   m = json.load(open(tmp_path / "out" / "metrics.json"))
   assert m["num_calibration_images"] == 12 and m["num_heldout_images"] == 4
   assert m["calibration_silent_fraction"] == 1.0 and m["calibration_logits_bit_identical"]
+
+
+def test_image_target_is_fitted_to_a_rendering_of_its_features(tmp_path):
+  # A photo target (the default fit_to="rendering"): delta is fitted to a render of the photo's features at the
+  # layer's input, which must carry them (README: fitted to the photo itself, no unit of Lite0 head/conv at 224 px
+  # reaches its fooling unit).
+  model, path = models.load("tiny_cnn"), "conv3/conv"
+  target = data.to_square(skimage.data.colorwheel(), 64)
+  k_target = jax.random.split(jax.random.PRNGKey(0), 3)[0]  # as compare splits its key
+  other = data.to_square(skimage.data.logo(), 64)
+  renderings = np.stack([silent.target_rendering(model, path, t, key=k_target, steps=32) for t in (target, other)])
+  # Each rendering carries its own target's features, not some generic pattern (measured 0.91 vs 0.80 and 0.94 vs 0.64).
+  corr = silent_units.activation_similarity(model, path, renderings, target)
+  corr_other = silent_units.activation_similarity(model, path, renderings, other)
+  assert corr[0] > corr_other[0] + 0.05 and corr_other[1] > corr[1] + 0.2, (corr, corr_other)
+  cal = np.concatenate(data.sample_photos(64, ["astronaut", "camera"])[:1])
+  m = silent_units.compare(model, path, str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal, heldout=cal[:1],
+                           units=[0], target_image=target, target_steps=32, thresholds=(2,), progress=False)
+  assert m["fit_to"] == "rendering" and m["fitted_rendering_activation_similarity"] == pytest.approx(corr[0], abs=1e-6)
+  m = silent_units.compare(model, path, str(tmp_path), key=jax.random.PRNGKey(0), calibration=cal, heldout=cal[:1],
+                           units=[0], target_image=target, thresholds=(2,), fit_to="image", progress=False)
+  assert m["fit_to"] == "image" and m["fitted_rendering_activation_similarity"] is None

@@ -24,6 +24,10 @@ visualization, manipulated visualization; the target) and ``metrics.json``:
 - ``fooling_active_fraction``: fraction of the visualized units whose
   fooling unit fires on the unit's manipulated visualization (0: the
   visualization never found the target's direction);
+- ``fit_to``: ``"rendering"`` when delta was fitted to a rendering of the
+  target's features (:func:`silent.target_rendering`), ``"image"`` when to the
+  target itself; ``fitted_rendering_activation_similarity``: that rendering's
+  input-activation correlation with the target (None without one);
 - ``naturally_silent_units``: units of the convolution that are exactly 0 on
   every natural image before any manipulation.
 """
@@ -188,7 +192,16 @@ class Config:
   layer: str | None = option(None, "Convolution to manipulate (surgery path); default "
                              + ", ".join(f"{k}: {v}" for k, v in silent.DEFAULT_LAYERS.items()) + ".")
   target_image: str | None = option(None, "Target image file (default: visualization of unit 0).")
-  target_steps: int = option(512, "Steps for the default target (paper: 2000).", lower=1)
+  target_steps: int = option(512, "Steps for the default target (paper: 2000) and for the rendering of "
+                             "--target_image that delta is fitted to (--fit_to=rendering).", lower=1)
+  fit_to: str = option(
+      "rendering", "What delta is fitted to for --target_image: rendering = a feature visualization of the "
+      "image's features at the layer's input (ours: a photo's own features are too natural to reach past the "
+      "calibrated bias in the 16 redirected steps, README); image = the image itself (the paper's recipe, whose "
+      "target is a visualization). The default target is fitted to directly.", choices=silent.FIT_TARGETS)
+  target_cossim_pow: float = option(
+      silent.TARGET_COSSIM_POW, "cossim_pow of the direction objective of --fit_to=rendering (ours; 0: a plain dot "
+      "product).", check=lambda v: math.isfinite(v) and v >= 0, accepted="a finite number >= 0")
   calibration_dir: str | None = option(None, "Image folder the fooling units must be silent on (default: 14 "
                                        "shipped photos with augmented crops and blurred copies).", folder=True)
   heldout_dir: str | None = option(None, "Image folder of held-out natural images (default: the other 4 shipped "
@@ -255,7 +268,8 @@ def run(model: ModelRecord, config: Config, workdir: str, *, calibration: Images
   calibration = natural_images(config, size, k_cal, held=False) if calibration is None else calibration
   heldout = natural_images(config, size, k_held, held=True) if heldout is None else heldout
   return compare(model, layer, workdir, key=k_run, calibration=calibration, heldout=heldout, units=config.units,
-                 target_image=target_image, target_steps=config.target_steps, thresholds=(config.steps,),
+                 target_image=target_image, target_steps=config.target_steps, fit_to=config.fit_to,
+                 target_cossim_pow=config.target_cossim_pow, thresholds=(config.steps,),
                  size=config.size, rescale=config.rescale, bias_margin=config.bias_margin,
                  relu_gradient=config.relu_gradient, progress=progress, **render_options)
 
@@ -275,6 +289,7 @@ def summary(metrics: dict) -> str:
 
 def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, calibration: Images,
             heldout: Images, units: Sequence[int], target_image: np.ndarray | None = None, target_steps: int = 512,
+            fit_to: str = "rendering", target_cossim_pow: float = silent.TARGET_COSSIM_POW,
             thresholds: Sequence[int] = (render_lib.LUCID_STEPS,), size: int | None = None, rescale: str = "energy",
             bias_margin: float = silent.DEFAULT_MARGIN, relu_gradient: str = "renderer", progress: bool = True,
             **render_options) -> dict:
@@ -292,7 +307,12 @@ def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, cali
     units: output channels of ``path`` to visualize before and after.
     target_image: ``[H,W,3]`` in ``[0,1]``; default the visualization of unit 0
       of ``path`` (the paper's choice) rendered for ``target_steps`` steps.
-    target_steps: steps for that default target (paper: 2000).
+    target_steps: steps for that default target (paper: 2000), and for the
+      target's rendering.
+    fit_to: for a given ``target_image``, what delta is fitted to:
+      ``"rendering"`` (:func:`silent.target_rendering`, ours) or ``"image"``
+      (the paper's recipe); the default target is fitted to directly.
+    target_cossim_pow: the rendering's direction objective's ``cossim_pow``.
     thresholds: render step counts for the unit visualizations.
     size: render size (default the model's input size).
     rescale: ``"energy"`` (the paper's notebook) or ``"norm"``: how delta and
@@ -313,10 +333,16 @@ def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, cali
   k_target, k_delta, k_render = jax.random.split(key, 3)
   original = silent.expose(model, path)
   opts = dict(layer=path, size=size, progress=progress, **render_options)
+  if fit_to not in silent.FIT_TARGETS:
+    raise ValueError(f"Unknown fit_to {fit_to!r}; accepted: {', '.join(silent.FIT_TARGETS)}.")
+  fitted = None  # the image delta is fitted to, when it is not the target itself
   if target_image is None:
     target_image = render_lib.render(original, [0], key=k_target, thresholds=(target_steps,), **opts).images[-1, 0]
-  filters = silent.fooling_filters(model, path, target_image, batches(calibration), key=k_delta, rescale=rescale,
-                                   margin=bias_margin)
+  elif fit_to == "rendering":
+    fitted = silent.target_rendering(model, path, target_image, key=k_target, steps=target_steps,
+                                     cossim_pow=target_cossim_pow, **opts)
+  filters = silent.fooling_filters(model, path, target_image if fitted is None else fitted, batches(calibration),
+                                   key=k_delta, rescale=rescale, margin=bias_margin)
   manipulated = silent.add_silent_units(model, path, filters, relu_gradient=relu_gradient)
 
   units = [int(u) for u in units]
@@ -330,6 +356,7 @@ def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, cali
       "weights": model.weights,
       "layer": path,
       "rescale": rescale,
+      "fit_to": "image" if fitted is None else "rendering",
       "bias_margin": bias_margin,
       "relu_gradient": relu_gradient,
       "num_units": int(filters.kernel.shape[-1]),
@@ -350,11 +377,16 @@ def compare(model: ModelRecord, path: str, workdir: str, *, key: jax.Array, cali
       "target_activation_similarity_original": float(np.mean(
           activation_similarity(model, path, before.images[-1], target_image))),
       "fooling_active_fraction": float(np.mean(active)),
+      "fitted_rendering_activation_similarity": None if fitted is None else float(
+          activation_similarity(model, path, fitted[None], target_image)[0]),
       "naturally_silent_units": np.flatnonzero(np.maximum(cal["peak"], held["peak"]) == 0).tolist(),
       "seconds": 0.0,
   }
-  cells = [im for i in range(len(units)) for im in (before.images[-1, i], after.images[-1, i])] + [target_image]
+  shown = np.asarray(jax.image.resize(target_image, after.images.shape[2:], "linear"))  # any target size
+  cells = [im for i in range(len(units)) for im in (before.images[-1, i], after.images[-1, i])] + [shown]
   titles = [t for u in units for t in (f"{path}:{u} original", f"{path}:{u} manipulated")] + ["target"]
+  if fitted is not None:
+    cells, titles = cells + [fitted], titles + ["target's rendering (delta's fit)"]
   plots.save_figure(plots.labelled_grid(np.stack(cells), titles, cols=2), os.path.join(workdir, "comparison.png"))
   metrics["seconds"] = time.time() - start
   io.write_json(os.path.join(workdir, "metrics.json"), metrics)

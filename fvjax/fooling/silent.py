@@ -60,12 +60,16 @@ from fvjax import parallel
 from fvjax.models import activations
 from fvjax.models import surgery
 from fvjax.models.record import ModelRecord
+from fvjax.optvis import objectives
+from fvjax.optvis import render
 
 PAPER_STEPS = 50
 PAPER_LEARNING_RATE = 1e-3
 PAPER_MIX = 3.0
 PAPER_SCALE = 100.0
 RELU_GRADIENTS = ("renderer", "plain")  # the fooling ReLU's gradient (add_silent_units)
+FIT_TARGETS = ("rendering", "image")  # what delta is fitted to for an image target (target_rendering)
+TARGET_COSSIM_POW = 1.0  # ours: the target rendering's direction objective weights each position by cos^1
 RESCALE_RULES = ("energy", "norm")  # energy: the notebook's x * sum(w^2) / sum(x^2); norm: x * |w| / |x|
 DEFAULT_MARGIN = 0.5  # ours: b = -(max + margin |max|); trade-off measured in README (silent units)
 
@@ -149,6 +153,25 @@ def fooling_kernels(record: ModelRecord, path: str, target_input: jax.Array, *, 
 
   delta = jax.lax.fori_loop(0, steps, body, delta)
   return np.asarray(combine(w, delta, mix=mix, scale=scale, rescale=rescale))
+
+
+def target_rendering(record: ModelRecord, path: str, target_image: np.ndarray, *, key: jax.Array, steps: int,
+                     size: int | None = None, cossim_pow: float = TARGET_COSSIM_POW, progress: bool = False,
+                     **render_options) -> np.ndarray:
+  """``[H,W,3]``: a feature visualization of the target's features at the input of the convolution ``path``.
+
+  Lucid's ``direction`` objective (with ``cossim_pow``) towards the target's spatial-mean input activation,
+  rendered by the same engine as the units. Fitting delta to this rendering instead of the photo (ours; the
+  paper's target is itself a visualization, unit 0's) puts the fooling filters on what a render reaches: a
+  photo's features are the ones natural images excite most, so a filter fitted to them is calibrated to a
+  bias that the render's 16 redirected-gradient steps do not reach (README, silent units).
+  """
+  exposed = surgery.expose_input(record, path)
+  direction = surgery.capture(record, path)(record.params, jnp.asarray(target_image)[None])[0].mean(axis=(0, 1, 2))
+  objective = objectives.direction(f"{path}:input", direction, cossim_pow=cossim_pow)
+  result = render.render(exposed, objective, key=key, size=size, thresholds=(steps,), progress=progress,
+                         **render_options)
+  return result.images[-1, 0]
 
 
 def max_response(record: ModelRecord, path: str, kernel: np.ndarray, images: Iterable[np.ndarray]) -> np.ndarray:

@@ -150,6 +150,41 @@ def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[
   return fn
 
 
+def expose_input(record: ModelRecord, path: str, name: str | None = None) -> ModelRecord:
+  """The record with the input of the submodule at ``path`` added to ``acts`` (and ``layers``) as ``name``
+  (default ``"<path>:input"``), so that objectives can read it; the forward pass is otherwise unchanged."""
+  _check_paths(record, [path])
+  name = name or f"{path}:input"
+  layers = (*record.layers[:-1], name, record.layers[-1])
+  if _is_nnx(record):
+
+    def apply_nnx(params, images):
+      seen = {}
+
+      def hook(args, out):
+        seen["in"] = args[0]
+        return out
+
+      logits, acts = nnx_lib.run(record.module, params, images, extra={path: hook})
+      return logits, dict(acts, **{name: seen["in"]})
+
+    return record.replace(apply=apply_nnx, layers=layers)
+
+  def apply(params, images):
+    seen = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+      if "/".join(context.module.path) == path and context.method_name == "__call__":
+        seen["in"] = args[0]
+      return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+      logits, acts = record.apply(params, images)
+    return logits, dict(acts, **{name: seen["in"]})
+
+  return record.replace(apply=apply, layers=layers)
+
+
 def _check_paths(record: ModelRecord, paths) -> None:
   if record.module is None:
     raise ValueError(
