@@ -115,12 +115,12 @@ def _submodule(record: ModelRecord, path: str) -> nn.Module:
   return found["module"]
 
 
-def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
-  """A jitted ``(params, images) -> (input, output)`` of the submodule at ``path``."""
+def _apply_seeing(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[Any, Any, jax.Array, Any]]:
+  """``(params, images) -> (logits, acts, input, output)``: the forward pass, also returning the first input and
+  the output of the submodule at ``path``."""
   _check_paths(record, [path])
   if _is_nnx(record):
 
-    @jax.jit
     def fn_nnx(params, images):
       seen = {}
 
@@ -128,12 +128,11 @@ def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[
         seen["in"], seen["out"] = args[0], out
         return out
 
-      nnx_lib.run(record.module, params, images, extra={path: hook})
-      return seen["in"], seen["out"]
+      logits, acts = nnx_lib.run(record.module, params, images, extra={path: hook})
+      return logits, acts, seen["in"], seen["out"]
 
     return fn_nnx
 
-  @jax.jit
   def fn(params, images):
     seen = {}
 
@@ -144,45 +143,28 @@ def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[
       return out
 
     with nn.intercept_methods(interceptor):
-      record.apply(params, images)
-    return seen["in"], seen["out"]
+      logits, acts = record.apply(params, images)
+    return logits, acts, seen["in"], seen["out"]
 
   return fn
+
+
+def capture(record: ModelRecord, path: str) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+  """A jitted ``(params, images) -> (input, output)`` of the submodule at ``path``."""
+  fn = _apply_seeing(record, path)
+  return jax.jit(lambda params, images: fn(params, images)[2:])
 
 
 def expose_input(record: ModelRecord, path: str, name: str | None = None) -> ModelRecord:
   """The record with the input of the submodule at ``path`` added to ``acts`` (and ``layers``) as ``name``
   (default ``"<path>:input"``), so that objectives can read it; the forward pass is otherwise unchanged."""
-  _check_paths(record, [path])
-  name = name or f"{path}:input"
-  layers = (*record.layers[:-1], name, record.layers[-1])
-  if _is_nnx(record):
-
-    def apply_nnx(params, images):
-      seen = {}
-
-      def hook(args, out):
-        seen["in"] = args[0]
-        return out
-
-      logits, acts = nnx_lib.run(record.module, params, images, extra={path: hook})
-      return logits, dict(acts, **{name: seen["in"]})
-
-    return record.replace(apply=apply_nnx, layers=layers)
+  fn, name = _apply_seeing(record, path), name or f"{path}:input"
 
   def apply(params, images):
-    seen = {}
+    logits, acts, inputs, _ = fn(params, images)
+    return logits, dict(acts, **{name: inputs})
 
-    def interceptor(next_fun, args, kwargs, context):
-      if "/".join(context.module.path) == path and context.method_name == "__call__":
-        seen["in"] = args[0]
-      return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(interceptor):
-      logits, acts = record.apply(params, images)
-    return logits, dict(acts, **{name: seen["in"]})
-
-  return record.replace(apply=apply, layers=layers)
+  return record.replace(apply=apply, layers=(*record.layers[:-1], name, record.layers[-1]))
 
 
 def _check_paths(record: ModelRecord, paths) -> None:
