@@ -57,7 +57,9 @@ def _metrics(workdir):
 
 def test_imagenet_and_tpu_flags_use_inception_v1s_own_logits(imagenet_dir, tmp_path):
   work = str(tmp_path / "sanity")
-  tiny = ("--steps=2", "--size=32", "--per_class=2", "--num_bootstrap=10", f"--imagenet_dir={imagenet_dir}",
+  # --per_class=3 (all 3 images): each class's forward pass has the padded shape of the 3 visualizations' (4), so
+  # both compile once; the render (3 classes at 32 px) is the fooling dry run's program, compiled once per suite.
+  tiny = ("--steps=2", "--size=32", "--per_class=3", "--num_bootstrap=10", f"--imagenet_dir={imagenet_dir}",
           f"--workdir={work}")
   _launch("sanity_check", "imagenet.flags", *tiny, fast_compile=False)
   metrics = _metrics(work)
@@ -71,8 +73,10 @@ def test_imagenet_and_tpu_flags_use_inception_v1s_own_logits(imagenet_dir, tmp_p
 
 def test_fooling_imagenet_flags_permute_the_1000_classes(imagenet_dir, tmp_path):
   work = str(tmp_path / "fooling")
-  _launch("fooling_circuit", "fooling_imagenet.flags", f"--natural_dir={imagenet_dir}", "--units=101-102",
-          "--heldout_units=1", "--thresholds=1,2", "--render_batch=2", "--render_size=32", "--detector_size=32",
+  # Training, held-out and shown units 3 each, all at 32 px: every render of the original model is one compiled
+  # program (the sanity check's dry run's too); the manipulated model's is the other.
+  _launch("fooling_circuit", "fooling_imagenet.flags", f"--natural_dir={imagenet_dir}", "--units=101-103",
+          "--heldout_units=1-3", "--thresholds=1,2", "--render_batch=3", "--render_size=32", "--detector_size=32",
           "--detector_steps=2", "--detector_batch=4", "--steps=1,2", "--show_units=1,449,1000", "--size=32",
           "--natural_crops=0", f"--workdir={work}")
   metrics = _metrics(work)
@@ -89,7 +93,7 @@ def test_silent_imagenet_flags_run_on_resnet50(imagenet_dir, tmp_path):
   work = str(tmp_path / "silent")
   _launch("silent_units", "silent_imagenet.flags", f"--calibration_dir={imagenet_dir}",
           f"--heldout_dir={imagenet_dir}", "--heldout_per_class=1", "--target_steps=2", "--steps=2", "--size=32",
-          "--units=0,511", f"--workdir={work}", fast_compile=False)
+          "--units=511", f"--workdir={work}", fast_compile=False)  # one unit: its render is the target's program
   metrics = _metrics(work)
   assert metrics["model"] == "resnet50" and metrics["layer"] == "layer4_1/conv2" and metrics["num_units"] == 512
   assert metrics["rescale"] == "energy" and metrics["weights"] == "random"
