@@ -58,7 +58,7 @@ def _metrics(workdir):
 def test_imagenet_and_tpu_flags_use_inception_v1s_own_logits(imagenet_dir, tmp_path):
   work = str(tmp_path / "sanity")
   # --per_class=3 (all 3 images): each class's forward pass has the padded shape of the 3 visualizations' (4), so
-  # both compile once; the render (3 classes at 32 px) is the fooling dry run's program, compiled once per suite.
+  # one program serves both.
   tiny = ("--steps=2", "--size=32", "--per_class=3", "--num_bootstrap=10", f"--imagenet_dir={imagenet_dir}",
           f"--workdir={work}")
   _launch("sanity_check", "imagenet.flags", *tiny, fast_compile=False)
@@ -74,7 +74,7 @@ def test_imagenet_and_tpu_flags_use_inception_v1s_own_logits(imagenet_dir, tmp_p
 def test_fooling_imagenet_flags_permute_the_1000_classes(imagenet_dir, tmp_path):
   work = str(tmp_path / "fooling")
   # Training, held-out and shown units 3 each, all at 32 px: every render of the original model is one compiled
-  # program (the sanity check's dry run's too); the manipulated model's is the other.
+  # program; the manipulated model's is the other.
   _launch("fooling_circuit", "fooling_imagenet.flags", f"--natural_dir={imagenet_dir}", "--units=101-103",
           "--heldout_units=1-3", "--thresholds=1,2", "--render_batch=3", "--render_size=32", "--detector_size=32",
           "--detector_steps=2", "--detector_batch=4", "--steps=1,2", "--show_units=1,449,1000", "--size=32",
