@@ -71,7 +71,7 @@ RELU_GRADIENTS = ("renderer", "plain")  # the fooling ReLU's gradient (add_silen
 FIT_TARGETS = ("rendering", "image")  # what delta is fitted to for an image target (target_rendering)
 TARGET_COSSIM_POW = 1.0  # ours: the target rendering's direction objective weights each position by cos^1
 RESCALE_RULES = ("energy", "norm")  # energy: the notebook's x * sum(w^2) / sum(x^2); norm: x * |w| / |x|
-DEFAULT_MARGIN = 0.5  # ours: b = -(max + margin |max|); trade-off measured in README (silent units)
+DEFAULT_MARGIN = 0.8  # ours: b = -(max + margin |max|); trade-off at 224 px measured in README (silent units)
 
 # The paper's layer (ResNet-50 block 4-1, conv2) and our choice for the embedded model.
 DEFAULT_LAYERS = {"resnet50": "layer4_1/conv2", "efficientnet_lite0": "head/conv"}
