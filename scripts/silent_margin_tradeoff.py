@@ -3,14 +3,17 @@ r"""The bias margin's trade-off for silent units: held-out silence and agreement
 For each margin m (bias ``b = -(1 + m) * max`` over the calibration images), on the embedded default
 (EfficientNet-Lite0 ``head/conv``, the demo's default calibration and held-out photos): the held-out
 silent fraction and top-1 agreement, how many rendered units' fooling units fire on their manipulated
-visualization, and the visualizations' input-activation correlation with the target. The README's
-table in "Silent units" comes from
+visualization, and the visualizations' input-activation correlation with the target, at the launch
+defaults (224 px, 512 steps, delta fitted to the target's 512-step rendering). The README's table in
+"Silent units" comes from
 
   .venv/bin/python scripts/silent_margin_tradeoff.py --target=colorwheel --margins=0,0.25,0.5,1
+  .venv/bin/python scripts/silent_margin_tradeoff.py --target=colorwheel --margins=0.65,0.8
   .venv/bin/python scripts/silent_margin_tradeoff.py --target=logo --margins=0,0.25,0.5,1
+  .venv/bin/python scripts/silent_margin_tradeoff.py --target=logo --margins=0.65,0.8
 
-(``--target``: a scikit-image image the code has never used as a target; about 10 minutes each on
-the 2-core CPU.)
+(``--target``: a scikit-image image the code has never used as a target; 8 to 30 minutes each on the
+2-core CPU.) ``--fit_to=image --margins=0.5`` is the paper's recipe: no unit shows the logo.
 """
 
 import argparse
@@ -31,7 +34,7 @@ from fvjax.optvis import render
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--target", default="colorwheel", help="scikit-image data function, e.g. colorwheel, logo")
-  parser.add_argument("--margins", default="0,0.25,0.5,1", help="comma-separated bias margins")
+  parser.add_argument("--margins", default="0,0.25,0.5,0.65,0.8,1", help="comma-separated bias margins")
   parser.add_argument("--units", default="1,100,500,900", help="units of head/conv to render")
   parser.add_argument("--size", type=int, default=224, help="target and render size (launch default: 224)")
   parser.add_argument("--steps", type=int, default=512)
